@@ -1,0 +1,326 @@
+"""Config flow for HA Ingestor: server kind → connection, reauth, reconfigure, options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from homeassistant.components.mqtt.util import valid_subscribe_topic
+from homeassistant.config_entries import (
+    ConfigEntry,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlow,
+)
+from homeassistant.core import callback
+from homeassistant.helpers.selector import (
+    BooleanSelector,
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectSelector,
+    SelectSelectorConfig,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+from pydantic import ValidationError
+import voluptuous as vol
+
+from .const import (
+    API_V1,
+    API_V2,
+    API_V3,
+    CONF_API_VERSION,
+    CONF_BATCH_SIZE,
+    CONF_BUCKET,
+    CONF_DATABASE,
+    CONF_EVENT_TYPES,
+    CONF_FLUSH_INTERVAL,
+    CONF_MQTT_TOPICS,
+    CONF_ORGANIZATION,
+    CONF_PASSWORD,
+    CONF_RETENTION_POLICY,
+    CONF_SSL_CA_CERT,
+    CONF_TOKEN,
+    CONF_URL,
+    CONF_USERNAME,
+    CONF_VERIFY_SSL,
+    DOMAIN,
+    LOGGER,
+    SUGGESTED_EVENT_TYPES,
+)
+from .models import IngestorOptions
+from .writer import (
+    CannotConnect,
+    InvalidAuth,
+    InvalidUrl,
+    SslError,
+    TargetNotFound,
+    WriteError,
+    async_create_writer,
+    parse_url,
+)
+
+_TEXT = TextSelector()
+_URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
+_SECRET = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+_TLS: dict[vol.Marker, Any] = {
+    vol.Required(CONF_VERIFY_SSL, default=True): BooleanSelector(),
+    vol.Optional(CONF_SSL_CA_CERT): _TEXT,
+}
+SCHEMAS: dict[str, vol.Schema] = {
+    API_V1: vol.Schema(
+        {
+            vol.Required(CONF_URL, default="http://localhost:8086"): _URL,
+            vol.Required(CONF_DATABASE, default="home_assistant"): _TEXT,
+            vol.Optional(CONF_USERNAME): _TEXT,
+            vol.Optional(CONF_PASSWORD): _SECRET,
+            vol.Optional(CONF_RETENTION_POLICY): _TEXT,
+            **_TLS,
+        }
+    ),
+    API_V2: vol.Schema(
+        {
+            vol.Required(CONF_URL, default="http://localhost:8086"): _URL,
+            vol.Required(CONF_TOKEN): _SECRET,
+            vol.Required(CONF_ORGANIZATION): _TEXT,
+            vol.Required(CONF_BUCKET, default="home_assistant"): _TEXT,
+            **_TLS,
+        }
+    ),
+    API_V3: vol.Schema(
+        {
+            vol.Required(CONF_URL, default="http://localhost:8181"): _URL,
+            vol.Required(CONF_TOKEN): _SECRET,
+            vol.Required(CONF_DATABASE, default="home_assistant"): _TEXT,
+            **_TLS,
+        }
+    ),
+}
+# Reauth asks only for the secret of each server kind.
+SECRET_KEY = {API_V1: CONF_PASSWORD, API_V2: CONF_TOKEN, API_V3: CONF_TOKEN}
+
+
+def _target(data: Mapping[str, Any]) -> str:
+    return str(data[CONF_BUCKET] if data[CONF_API_VERSION] == API_V2 else data[CONF_DATABASE])
+
+
+def _unique_id(data: Mapping[str, Any]) -> str:
+    return f"{str(parse_url(data[CONF_URL])).rstrip('/')}|{_target(data)}"
+
+
+def _title(data: Mapping[str, Any]) -> str:
+    return f"{_target(data)} @ {parse_url(data[CONF_URL]).host}"
+
+
+async def _async_validate(flow: ConfigFlow, data: dict[str, Any]) -> dict[str, str]:
+    """Write an empty body to the server: it checks reachability, TLS, auth and target.
+
+    A ping alone passes on servers where writes fail, so the flow uses the write
+    endpoint itself; an empty body stores nothing.
+    """
+    api_version = data[CONF_API_VERSION]
+    try:
+        parse_url(data[CONF_URL])
+    except InvalidUrl:
+        return {CONF_URL: "invalid_url"}
+    writer = None
+    try:
+        writer = await async_create_writer(flow.hass, data)
+        await writer.async_write(b"")
+    except SslError:
+        return {CONF_SSL_CA_CERT if data.get(CONF_SSL_CA_CERT) else CONF_URL: "ssl_error"}
+    except CannotConnect:
+        return {CONF_URL: "cannot_connect"}
+    except InvalidAuth:
+        return {SECRET_KEY[api_version]: "invalid_auth"}
+    except TargetNotFound as err:
+        if api_version == API_V2:
+            if "organization" in str(err):
+                return {CONF_ORGANIZATION: "organization_not_found"}
+            return {CONF_BUCKET: "bucket_not_found"}
+        return {CONF_DATABASE: "database_not_found"}
+    except WriteError as err:
+        LOGGER.warning("InfluxDB refused the test write: %s", err)
+        return {"base": "unknown"}
+    except Exception:
+        LOGGER.exception("Unexpected error while testing the InfluxDB connection")
+        return {"base": "unknown"}
+    finally:
+        if writer is not None:
+            await writer.async_close()
+    return {}
+
+
+class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Set up a connection to one InfluxDB database or bucket."""
+
+    VERSION = 1
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: ConfigEntry) -> HaIngestorOptionsFlow:
+        """Return the options flow."""
+        return HaIngestorOptionsFlow()
+
+    async def async_step_user(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Let the user pick the kind of server first."""
+        return self.async_show_menu(step_id="user", menu_options=["v1", "v2", "v3"])
+
+    async def async_step_v1(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Connect to InfluxDB 1.x."""
+        return await self._async_step_server(API_V1, user_input)
+
+    async def async_step_v2(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Connect to InfluxDB 2.x, or 3.x through its v2-compatible API."""
+        return await self._async_step_server(API_V2, user_input)
+
+    async def async_step_v3(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Connect to InfluxDB 3 through its native API."""
+        return await self._async_step_server(API_V3, user_input)
+
+    async def _async_step_server(
+        self, api_version: str, user_input: dict[str, Any] | None
+    ) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            data = {CONF_API_VERSION: api_version, **user_input}
+            errors = await _async_validate(self, data)
+            if not errors:
+                await self.async_set_unique_id(_unique_id(data))
+                self._abort_if_unique_id_configured()
+                return self.async_create_entry(title=_title(data), data=data)
+        return self.async_show_form(
+            step_id=f"v{api_version}",
+            data_schema=self.add_suggested_values_to_schema(
+                SCHEMAS[api_version], user_input
+            ),
+            errors=errors,
+        )
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change the server settings; a blank secret keeps the stored one."""
+        entry = self._get_reconfigure_entry()
+        api_version = entry.data[CONF_API_VERSION]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            secret = SECRET_KEY[api_version]
+            data = {CONF_API_VERSION: api_version, **user_input}
+            if not data.get(secret) and entry.data.get(secret):
+                data[secret] = entry.data[secret]
+            errors = await _async_validate(self, data)
+            if not errors:
+                unique_id = _unique_id(data)
+                if unique_id != entry.unique_id:
+                    await self.async_set_unique_id(unique_id)
+                    self._abort_if_unique_id_configured()
+                return self.async_update_reload_and_abort(
+                    entry, unique_id=unique_id, title=_title(data), data=data
+                )
+        schema = SCHEMAS[api_version].extend(
+            {vol.Optional(SECRET_KEY[api_version]): _SECRET}
+        )
+        suggested = {
+            k: v for k, v in (user_input or entry.data).items() if k not in SECRET_KEY.values()
+        }
+        return self.async_show_form(
+            step_id="reconfigure",
+            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            errors=errors,
+        )
+
+    async def async_step_reauth(
+        self, entry_data: Mapping[str, Any]
+    ) -> ConfigFlowResult:
+        """Start reauthentication when the server refuses the credentials."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for a new token or password."""
+        entry = self._get_reauth_entry()
+        secret = SECRET_KEY[entry.data[CONF_API_VERSION]]
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            errors = await _async_validate(self, {**entry.data, **user_input})
+            if not errors:
+                return self.async_update_reload_and_abort(entry, data_updates=user_input)
+        return self.async_show_form(
+            step_id="reauth_confirm",
+            data_schema=vol.Schema({vol.Required(secret): _SECRET}),
+            description_placeholders={"title": entry.title},
+            errors=errors,
+        )
+
+
+class HaIngestorOptionsFlow(OptionsFlow):
+    """Pipeline options; the entry reloads when they change."""
+
+    async def async_step_init(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Edit what is captured and how it is batched."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            options, errors = _validate_options(user_input)
+            if options is not None:
+                return self.async_create_entry(data=options.model_dump(mode="json"))
+        current = IngestorOptions.from_entry_options(self.config_entry.options)
+        schema = vol.Schema(
+            {
+                vol.Required(CONF_EVENT_TYPES): SelectSelector(
+                    SelectSelectorConfig(
+                        options=list(SUGGESTED_EVENT_TYPES),
+                        multiple=True,
+                        custom_value=True,
+                    )
+                ),
+                vol.Optional(CONF_MQTT_TOPICS): TextSelector(
+                    TextSelectorConfig(multiple=True)
+                ),
+                vol.Required(CONF_BATCH_SIZE): NumberSelector(
+                    NumberSelectorConfig(min=1, max=100_000, mode=NumberSelectorMode.BOX)
+                ),
+                vol.Required(CONF_FLUSH_INTERVAL): NumberSelector(
+                    NumberSelectorConfig(
+                        min=0.1, max=3600, step=0.1, mode=NumberSelectorMode.BOX
+                    )
+                ),
+            }
+        )
+        return self.async_show_form(
+            step_id="init",
+            data_schema=self.add_suggested_values_to_schema(
+                schema, user_input or current.model_dump(mode="json")
+            ),
+            errors=errors,
+        )
+
+
+def _validate_options(
+    user_input: dict[str, Any],
+) -> tuple[IngestorOptions | None, dict[str, str]]:
+    """Check options; errors land on the field they concern."""
+    for topic in user_input.get(CONF_MQTT_TOPICS, []):
+        try:
+            valid_subscribe_topic(topic)
+        except vol.Invalid:
+            return None, {CONF_MQTT_TOPICS: "invalid_topic"}
+    try:
+        return IngestorOptions.model_validate(user_input), {}
+    except ValidationError:
+        # The selectors already bound each number, so what is left is the model's
+        # cross-field check: something must be captured.
+        return None, {CONF_EVENT_TYPES: "nothing_selected"}

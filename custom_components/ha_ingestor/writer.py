@@ -1,0 +1,289 @@
+"""Writers: deliver an encoded line-protocol body to InfluxDB 1.x, 2.x or 3.
+
+Each writer confirms the write (the server answered 2xx) or raises a
+:class:`WriteError` subclass that says what the caller should do next. Error texts
+carry the server's message and never a credential: v1 credentials travel in a basic
+auth header (not the URL), tokens in the Authorization header.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+import base64
+from collections.abc import Mapping
+import json
+import ssl
+from typing import Any
+
+import aiohttp
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.util.ssl import (
+    client_context,
+    get_default_context,
+    get_default_no_verify_context,
+)
+from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
+from influxdb_client.rest import ApiException
+from yarl import URL
+
+from .const import (
+    API_V1,
+    API_V2,
+    CONF_API_VERSION,
+    CONF_BUCKET,
+    CONF_DATABASE,
+    CONF_ORGANIZATION,
+    CONF_PASSWORD,
+    CONF_RETENTION_POLICY,
+    CONF_SSL_CA_CERT,
+    CONF_TOKEN,
+    CONF_URL,
+    CONF_USERNAME,
+    CONF_VERIFY_SSL,
+    WRITE_TIMEOUT,
+)
+
+MAX_MESSAGE_LENGTH = 500
+
+
+class WriteError(Exception):
+    """A write did not succeed."""
+
+
+class CannotConnect(WriteError):
+    """The server could not be reached, or did not answer in time."""
+
+
+class SslError(CannotConnect):
+    """The TLS handshake failed (e.g. self-signed certificate without its CA)."""
+
+
+class InvalidAuth(WriteError):
+    """The server refused the credentials (401/403)."""
+
+
+class TargetNotFound(WriteError):
+    """The database, bucket or organization does not exist (404)."""
+
+
+class RetryLater(WriteError):
+    """The server is overloaded or failing (429, 5xx); try again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Rejected(WriteError):
+    """The server rejected some or all lines of the body (400, 413, 422)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidUrl(WriteError):
+    """The URL is not an http(s) URL with a host."""
+
+
+def parse_url(url: str) -> URL:
+    """Return the server URL, or raise InvalidUrl for anything but http(s)://host."""
+    try:
+        parsed = URL(url.strip())
+    except ValueError as err:
+        raise InvalidUrl("not a URL") from err
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidUrl("the URL must start with http:// or https:// and name a host")
+    return parsed
+
+
+def _server_message(body: bytes) -> str:
+    """Pull InfluxDB's error message out of a response body."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        payload = json.loads(text)
+    except ValueError:
+        return text[:MAX_MESSAGE_LENGTH]
+    if isinstance(payload, dict):
+        for key in ("error", "message"):
+            if isinstance(payload.get(key), str):
+                text = payload[key]
+                if isinstance(payload.get("data"), list):
+                    text = f"{text}: {json.dumps(payload['data'])}"
+                break
+    return text[:MAX_MESSAGE_LENGTH]
+
+
+def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    value = (headers or {}).get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def write_error(
+    status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> WriteError:
+    """Map an InfluxDB write response that is not a success to its WriteError."""
+    message = f"HTTP {status}: {_server_message(body)}"
+    if status in (401, 403):
+        return InvalidAuth(message)
+    if status == 404:
+        return TargetNotFound(message)
+    if status in (400, 413, 422):
+        return Rejected(message, status)
+    if status == 429 or status >= 500:
+        return RetryLater(message, _retry_after(headers))
+    return WriteError(message)
+
+
+async def async_ssl_context(
+    hass: HomeAssistant, verify_ssl: bool, ca_cert: str | None
+) -> ssl.SSLContext | bool:
+    """Return what aiohttp's ``ssl=`` takes for these settings.
+
+    Loading a CA file is blocking I/O, so a custom context is built in the executor.
+    """
+    if not verify_ssl:
+        return False
+    if not ca_cert:
+        return True
+
+    def _load() -> ssl.SSLContext:
+        context = client_context()
+        context.load_verify_locations(cafile=ca_cert)
+        return context
+
+    try:
+        return await hass.async_add_executor_job(_load)
+    except (OSError, ssl.SSLError) as err:
+        raise SslError(f"cannot load CA certificate: {err.strerror or err}") from err
+
+
+class InfluxWriter(ABC):
+    """Writes line-protocol bodies to one InfluxDB target."""
+
+    @abstractmethod
+    async def async_write(self, body: bytes) -> None:
+        """Write the body; return once the server confirmed it, or raise WriteError."""
+
+    async def async_close(self) -> None:
+        """Release connections this writer owns."""
+
+
+class _HttpWriter(InfluxWriter):
+    """Writes with Home Assistant's shared aiohttp session."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        params: dict[str, str],
+        headers: dict[str, str],
+        ssl_setting: ssl.SSLContext | bool,
+    ) -> None:
+        self._session = session
+        self._url = url
+        self._params = params
+        self._headers = headers
+        self._ssl = ssl_setting
+        self._timeout = aiohttp.ClientTimeout(total=WRITE_TIMEOUT)
+
+    async def async_write(self, body: bytes) -> None:
+        try:
+            async with self._session.post(
+                self._url,
+                params=self._params,
+                data=body,
+                headers=self._headers,
+                ssl=self._ssl,
+                timeout=self._timeout,
+            ) as response:
+                payload = await response.read()
+                if response.status >= 300:
+                    raise write_error(response.status, payload, response.headers)
+        except aiohttp.ClientSSLError as err:
+            raise SslError(f"TLS error: {type(err).__name__}") from err
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise CannotConnect(f"cannot reach server: {type(err).__name__}") from err
+
+
+class V2Writer(InfluxWriter):
+    """InfluxDB 2.x (and 3.x's v2-compatible API) through influxdb-client's async client.
+
+    The library builds its own aiohttp session (it cannot take Home Assistant's), so
+    it is closed with the writer.
+    """
+
+    def __init__(
+        self, client: InfluxDBClientAsync, bucket: str, organization: str
+    ) -> None:
+        self._client = client
+        self._write_api = client.write_api()
+        self._bucket = bucket
+        self._organization = organization
+
+    async def async_write(self, body: bytes) -> None:
+        try:
+            await self._write_api.write(
+                bucket=self._bucket, org=self._organization, record=body
+            )
+        except ApiException as err:
+            body = err.body if isinstance(err.body, bytes) else str(err.body).encode()
+            raise write_error(int(err.status or 0), body, err.headers) from err
+        except aiohttp.ClientSSLError as err:
+            raise SslError(f"TLS error: {type(err).__name__}") from err
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise CannotConnect(f"cannot reach server: {type(err).__name__}") from err
+
+    async def async_close(self) -> None:
+        await self._client.close()
+
+
+async def async_create_writer(
+    hass: HomeAssistant, data: Mapping[str, Any]
+) -> InfluxWriter:
+    """Build the writer for a config entry's data."""
+    url = parse_url(data[CONF_URL])
+    ssl_setting = await async_ssl_context(
+        hass, data.get(CONF_VERIFY_SSL, True), data.get(CONF_SSL_CA_CERT)
+    )
+    api_version = data[CONF_API_VERSION]
+    if api_version == API_V2:
+        if isinstance(ssl_setting, ssl.SSLContext):
+            context = ssl_setting
+        elif ssl_setting:
+            context = get_default_context()
+        else:
+            context = get_default_no_verify_context()
+        client = InfluxDBClientAsync(
+            url=str(url),
+            token=data[CONF_TOKEN],
+            org=data[CONF_ORGANIZATION],
+            timeout=int(WRITE_TIMEOUT * 1000),
+            ssl_context=context,
+        )
+        return V2Writer(client, data[CONF_BUCKET], data[CONF_ORGANIZATION])
+
+    session = async_get_clientsession(hass, verify_ssl=data.get(CONF_VERIFY_SSL, True))
+    headers = {"Content-Type": "text/plain; charset=utf-8"}
+    if api_version == API_V1:
+        params = {"db": data[CONF_DATABASE], "precision": "ns"}
+        if data.get(CONF_RETENTION_POLICY):
+            params["rp"] = data[CONF_RETENTION_POLICY]
+        if data.get(CONF_USERNAME):
+            credentials = f"{data[CONF_USERNAME]}:{data.get(CONF_PASSWORD) or ''}"
+            headers["Authorization"] = "Basic " + base64.b64encode(
+                credentials.encode()
+            ).decode("ascii")
+        return _HttpWriter(session, str(url / "write"), params, headers, ssl_setting)
+
+    params = {"db": data[CONF_DATABASE], "precision": "nanosecond"}
+    headers["Authorization"] = f"Bearer {data[CONF_TOKEN]}"
+    return _HttpWriter(
+        session, str(url / "api" / "v3" / "write_lp"), params, headers, ssl_setting
+    )

@@ -1,0 +1,92 @@
+"""Fixtures shared by the HA Ingestor tests: real servers and a configured entry."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import pytest
+import pytest_socket
+
+from .fake_influxdb import FakeInfluxDB
+from .servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let Home Assistant load custom_components/ha_ingestor in every test."""
+
+
+@contextmanager
+def _sockets_allowed() -> Iterator[None]:
+    """Let a session fixture talk to the server it starts.
+
+    Session fixtures are set up before a test's ``socket_enabled`` fixture, while the
+    harness still blocks sockets; they are blocked again afterwards.
+    """
+    pytest_socket.enable_socket()
+    try:
+        yield
+    finally:
+        pytest_socket.disable_socket(allow_unix_socket=True)
+
+
+@pytest.fixture(scope="session")
+def influxdb_v1_server() -> Iterator[InfluxDB1Server]:
+    """The real InfluxDB 1.x server, shared by the whole run."""
+    with _sockets_allowed():
+        server = InfluxDB1Server().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def victoria_metrics_server() -> Iterator[VictoriaMetricsServer]:
+    """The real VictoriaMetrics server (InfluxDB v2 write API)."""
+    with _sockets_allowed():
+        server = VictoriaMetricsServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def mosquitto_server() -> Iterator[MosquittoServer]:
+    """The real Mosquitto broker."""
+    with _sockets_allowed():
+        server = MosquittoServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def influxdb_v1(
+    influxdb_v1_server: InfluxDB1Server, socket_enabled: None
+) -> Iterator[InfluxDB1Server]:
+    """The InfluxDB 1.x server with sockets allowed and a fresh ``home`` database."""
+    influxdb_v1_server.create_database("home")
+    try:
+        yield influxdb_v1_server
+    finally:
+        if influxdb_v1_server.running:
+            influxdb_v1_server.drop_database("home")
+
+
+@pytest.fixture
+async def fake_influxdb(socket_enabled: None) -> AsyncIterator[FakeInfluxDB]:
+    """The faithful InfluxDB 2.x/3 fake: token ``good-token``, org ``home-org``,
+    bucket and v3 database ``home``."""
+    fake = FakeInfluxDB()
+    fake.tokens.add("good-token")
+    fake.orgs["home-org"] = {"home"}
+    fake.databases.add("home")
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()

@@ -1,0 +1,404 @@
+"""Config flow: each server kind against a real (or faithful) server, each error recovers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant.config_entries import SOURCE_USER
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.ha_ingestor.const import DOMAIN
+
+from .fake_influxdb import FakeInfluxDB
+from .servers import InfluxDB1Server, VictoriaMetricsServer, free_port
+from .tls import make_self_signed
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+
+async def _start_flow(hass: HomeAssistant, kind: str) -> str:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.MENU
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"next_step_id": kind}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == kind
+    return result["flow_id"]
+
+
+def _v1_input(server: InfluxDB1Server, **overrides: Any) -> dict[str, Any]:
+    return {
+        "url": server.url,
+        "database": "home",
+        "username": server.admin_user,
+        "password": server.admin_password,
+        "verify_ssl": True,
+    } | overrides
+
+
+async def test_v1_flow_writes_to_the_real_server_and_creates_the_entry(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """The user picks InfluxDB 1.x, the flow writes for real, the entry is created."""
+    flow_id = await _start_flow(hass, "v1")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _v1_input(influxdb_v1, retention_policy="autogen")
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "home @ 127.0.0.1"
+    assert result["data"] == {
+        "api_version": "1",
+        "url": influxdb_v1.url,
+        "database": "home",
+        "username": influxdb_v1.admin_user,
+        "password": influxdb_v1.admin_password,
+        "retention_policy": "autogen",
+        "verify_ssl": True,
+    }
+    assert result["result"].unique_id == f"{influxdb_v1.url}|home"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "error"),
+    [
+        ({"password": "wrong"}, "password", "invalid_auth"),
+        ({"database": "missing"}, "database", "database_not_found"),
+        ({"url": "ftp://127.0.0.1:8086"}, "url", "invalid_url"),
+        ({"url": "127.0.0.1:8086"}, "url", "invalid_url"),
+        ({"url": "http://"}, "url", "invalid_url"),
+        ({"url": "unreachable"}, "url", "cannot_connect"),
+    ],
+)
+async def test_v1_errors_land_on_their_field_and_recover(
+    hass: HomeAssistant,
+    influxdb_v1: InfluxDB1Server,
+    overrides: dict[str, str],
+    field: str,
+    error: str,
+) -> None:
+    """A wrong password, database or URL shows on that field; fixing it succeeds."""
+    if overrides.get("url") == "unreachable":
+        overrides = {"url": f"http://127.0.0.1:{free_port()}"}
+    flow_id = await _start_flow(hass, "v1")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _v1_input(influxdb_v1, **overrides)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {field: error}
+    assert "wrong" not in str(result)
+
+    result = await hass.config_entries.flow.async_configure(flow_id, _v1_input(influxdb_v1))
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_same_database_twice_is_aborted(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """The same server and database cannot be configured twice."""
+    MockConfigEntry(
+        domain=DOMAIN, unique_id=f"{influxdb_v1.url}|home", data={}
+    ).add_to_hass(hass)
+    flow_id = await _start_flow(hass, "v1")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _v1_input(influxdb_v1, url=influxdb_v1.url + "/")
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+
+
+async def test_v2_flow_writes_through_the_v2_api(
+    hass: HomeAssistant,
+    victoria_metrics_server: VictoriaMetricsServer,
+) -> None:
+    """The v2 path (influxdb-client's async client) reaches a real v2 write endpoint."""
+    flow_id = await _start_flow(hass, "v2")
+    result = await hass.config_entries.flow.async_configure(
+        flow_id,
+        {
+            "url": victoria_metrics_server.url,
+            "token": "any-token",
+            "organization": "home-org",
+            "bucket": "home",
+            "verify_ssl": True,
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"]["api_version"] == "2"
+    assert result["result"].unique_id == f"{victoria_metrics_server.url}|home"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "error"),
+    [
+        ({"token": "bad-token"}, "token", "invalid_auth"),
+        ({"bucket": "missing"}, "bucket", "bucket_not_found"),
+        ({"organization": "nobody"}, "organization", "organization_not_found"),
+    ],
+)
+async def test_v2_errors_land_on_their_field_and_recover(
+    hass: HomeAssistant,
+    fake_influxdb: FakeInfluxDB,
+    overrides: dict[str, str],
+    field: str,
+    error: str,
+) -> None:
+    """A bad token, bucket or organization shows on its field; fixing it succeeds."""
+    good = {
+        "url": fake_influxdb.url,
+        "token": "good-token",
+        "organization": "home-org",
+        "bucket": "home",
+        "verify_ssl": True,
+    }
+    flow_id = await _start_flow(hass, "v2")
+    result = await hass.config_entries.flow.async_configure(flow_id, good | overrides)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {field: error}
+
+    result = await hass.config_entries.flow.async_configure(flow_id, good)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "error"),
+    [
+        ({"token": "bad-token"}, "token", "invalid_auth"),
+        ({"database": "missing"}, "database", "database_not_found"),
+    ],
+)
+async def test_v3_errors_land_on_their_field_and_recover(
+    hass: HomeAssistant,
+    fake_influxdb: FakeInfluxDB,
+    overrides: dict[str, str],
+    field: str,
+    error: str,
+) -> None:
+    """InfluxDB 3's native API: bad token and unknown database, then success."""
+    good = {
+        "url": fake_influxdb.url,
+        "token": "good-token",
+        "database": "home",
+        "verify_ssl": True,
+    }
+    flow_id = await _start_flow(hass, "v3")
+    result = await hass.config_entries.flow.async_configure(flow_id, good | overrides)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {field: error}
+
+    result = await hass.config_entries.flow.async_configure(flow_id, good)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["data"] == {"api_version": "3"} | good
+
+
+async def test_unexpected_server_answer_shows_unknown_and_recovers(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """A server answer the flow cannot place (HTTP 418) gives a general error."""
+    good = {"url": fake_influxdb.url, "token": "good-token", "database": "home"}
+    flow_id = await _start_flow(hass, "v3")
+    fake_influxdb.fail_next(418)
+    result = await hass.config_entries.flow.async_configure(flow_id, good)
+    assert result["errors"] == {"base": "unknown"}
+    result = await hass.config_entries.flow.async_configure(flow_id, good)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_unexpected_exception_shows_unknown_and_recovers(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """A bug while testing the connection is logged and shown, never a crash."""
+    good = {"url": fake_influxdb.url, "token": "good-token", "database": "home"}
+    flow_id = await _start_flow(hass, "v3")
+    with patch(
+        "custom_components.ha_ingestor.config_flow.async_create_writer",
+        side_effect=RuntimeError("boom"),
+    ):
+        result = await hass.config_entries.flow.async_configure(flow_id, good)
+    assert result["errors"] == {"base": "unknown"}
+    result = await hass.config_entries.flow.async_configure(flow_id, good)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_self_signed_tls_needs_its_ca(
+    hass: HomeAssistant, tmp_path: Path
+) -> None:
+    """Self-signed TLS: without its CA the error is on the URL, a bad CA path on
+    that field; with the CA file, or with verification off, the flow succeeds."""
+    cert_path, server_context = make_self_signed(tmp_path)
+    fake = FakeInfluxDB(ssl_context=server_context)
+    fake.tokens.add("good-token")
+    fake.databases.add("home")
+    await fake.start()
+    try:
+        good = {"url": fake.url, "token": "good-token", "database": "home"}
+        assert good["url"].startswith("https://")
+        flow_id = await _start_flow(hass, "v3")
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, good | {"verify_ssl": True}
+        )
+        assert result["errors"] == {"url": "ssl_error"}
+        result = await hass.config_entries.flow.async_configure(
+            flow_id,
+            good | {"verify_ssl": True, "ssl_ca_cert": str(tmp_path / "missing.pem")},
+        )
+        assert result["errors"] == {"ssl_ca_cert": "ssl_error"}
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, good | {"verify_ssl": True, "ssl_ca_cert": str(cert_path)}
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.config_entries.async_unload(result["result"].entry_id)
+
+        fake.orgs["home-org"] = {"home"}
+        v2 = {"url": fake.url, "token": "good-token", "organization": "home-org"}
+        v2 |= {"bucket": "home"}
+        flow_id = await _start_flow(hass, "v2")
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, v2 | {"verify_ssl": True}
+        )
+        assert result["errors"] == {"url": "ssl_error"}
+        result = await hass.config_entries.flow.async_configure(
+            flow_id, v2 | {"verify_ssl": False}
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.config_entries.async_unload(result["result"].entry_id)
+    finally:
+        await hass.async_block_till_done()
+        await fake.stop()
+
+
+async def test_reauth_takes_a_new_token_and_reloads(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """A refused token starts reauth; a wrong new token errors; a good one fixes it."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{fake_influxdb.url}|home",
+        data={
+            "api_version": "2",
+            "url": fake_influxdb.url,
+            "token": "revoked-token",
+            "organization": "home-org",
+            "bucket": "home",
+            "verify_ssl": True,
+        },
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reauth_flow(hass)
+    assert result["step_id"] == "reauth_confirm"
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"token": "still-wrong"}
+    )
+    assert result["errors"] == {"token": "invalid_auth"}
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"token": "good-token"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert entry.data["token"] == "good-token"
+
+
+async def test_reconfigure_moves_to_another_database_keeping_the_password(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """Reconfigure changes the database; a blank password keeps the stored one."""
+    influxdb_v1.create_database("other")
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{influxdb_v1.url}|home",
+        data={"api_version": "1"} | _v1_input(influxdb_v1),
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    assert result["step_id"] == "reconfigure"
+    schema_keys = {str(key): key for key in result["data_schema"].schema}
+    assert schema_keys["url"].description == {"suggested_value": influxdb_v1.url}
+    assert "suggested_value" not in (schema_keys["password"].description or {})
+
+    new_input = _v1_input(influxdb_v1, database="missing")
+    del new_input["password"]
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], new_input)
+    assert result["errors"] == {"database": "database_not_found"}
+
+    new_input["database"] = "other"
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], new_input)
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data["database"] == "other"
+    assert entry.data["password"] == influxdb_v1.admin_password
+    assert entry.unique_id == f"{influxdb_v1.url}|other"
+    influxdb_v1.drop_database("other")
+
+
+async def test_reconfigure_onto_an_existing_entry_is_aborted(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """Reconfiguring onto a database another entry already writes to is refused."""
+    influxdb_v1.create_database("other")
+    MockConfigEntry(domain=DOMAIN, unique_id=f"{influxdb_v1.url}|other").add_to_hass(
+        hass
+    )
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{influxdb_v1.url}|home",
+        data={"api_version": "1"} | _v1_input(influxdb_v1),
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _v1_input(influxdb_v1, database="other")
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert entry.data["database"] == "home"
+    influxdb_v1.drop_database("other")
+
+
+async def test_options_are_validated_and_stored(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """Bad topic filters and an empty capture are refused on their field."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{influxdb_v1.url}|home",
+        data={"api_version": "1"} | _v1_input(influxdb_v1),
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["step_id"] == "init"
+    schema_keys = {str(key): key for key in result["data_schema"].schema}
+    assert schema_keys["event_types"].description == {
+        "suggested_value": ["state_changed"]
+    }
+
+    options = {
+        "event_types": ["state_changed", "automation_triggered", "my_custom_event"],
+        "mqtt_topics": ["zigbee2mqtt/#", "bad/#/topic"],
+        "batch_size": 500,
+        "flush_interval": 2.5,
+    }
+    result = await hass.config_entries.options.async_configure(result["flow_id"], options)
+    assert result["errors"] == {"mqtt_topics": "invalid_topic"}
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], options | {"event_types": [], "mqtt_topics": []}
+    )
+    assert result["errors"] == {"event_types": "nothing_selected"}
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], options | {"mqtt_topics": ["zigbee2mqtt/#", " "]}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options == {
+        "event_types": ["state_changed", "automation_triggered", "my_custom_event"],
+        "mqtt_topics": ["zigbee2mqtt/#"],
+        "batch_size": 500,
+        "flush_interval": 2.5,
+    }

@@ -1,0 +1,90 @@
+"""Setting up and unloading a config entry against the real servers."""
+
+from __future__ import annotations
+
+from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.ha_ingestor.const import DOMAIN
+
+from .fake_influxdb import FakeInfluxDB
+from .servers import InfluxDB1Server, free_port
+
+
+def _v1_entry(server: InfluxDB1Server, **overrides: str) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="home",
+        unique_id=f"{server.url}|home",
+        data={
+            "api_version": "1",
+            "url": server.url,
+            "database": "home",
+            "username": server.admin_user,
+            "password": server.admin_password,
+            "verify_ssl": True,
+        }
+        | overrides,
+    )
+
+
+async def test_entry_loads_and_unloads(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """With the real server up, the entry loads and unloads cleanly."""
+    entry = _v1_entry(influxdb_v1)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    assert entry.state is ConfigEntryState.NOT_LOADED
+
+
+async def test_refused_credentials_start_reauth(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """A password the server refuses stops setup and asks the user to reauthenticate."""
+    entry = _v1_entry(influxdb_v1, password="wrong-secret")
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+
+
+async def test_unreachable_server_retries_setup(
+    hass: HomeAssistant, socket_enabled: None, influxdb_v1_server: InfluxDB1Server
+) -> None:
+    """Nothing listening: setup is retried later."""
+    entry = _v1_entry(influxdb_v1_server, url=f"http://127.0.0.1:{free_port()}")
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_options_change_reloads_the_entry(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """Saving options reloads the entry, which then runs with the new options."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{fake_influxdb.url}|home",
+        data={
+            "api_version": "3",
+            "url": fake_influxdb.url,
+            "token": "good-token",
+            "database": "home",
+            "verify_ssl": True,
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.runtime_data.options.batch_size == 1000
+
+    hass.config_entries.async_update_entry(
+        entry, options={"event_types": ["state_changed"], "batch_size": 10}
+    )
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.options.batch_size == 10
