@@ -10,16 +10,16 @@ from __future__ import annotations
 import base64
 import getpass
 import json
+from pathlib import Path
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from typing import Self
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
-from typing import Self
 
 STARTUP_TIMEOUT = 30.0
 
@@ -32,9 +32,14 @@ def free_port() -> int:
 
 
 def _http(
-    method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers=headers or {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
@@ -72,7 +77,9 @@ class _Server:
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self._log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"{self.name} exited: {self._log.read_text()[-2000:]}"
+                )
             try:
                 if self._ready():
                     return self
@@ -164,7 +171,10 @@ bind-address = "127.0.0.1:{self._bind_port}"
             creds = f"{self.admin_user}:{self.admin_password}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(creds).decode()
         status, body = _http(
-            "POST", f"{self.url}/query", urllib.parse.urlencode(params).encode(), headers
+            "POST",
+            f"{self.url}/query",
+            urllib.parse.urlencode(params).encode(),
+            headers,
         )
         if status != 200:
             raise RuntimeError(f"query failed ({status}): {body!r}")
@@ -219,12 +229,16 @@ class VictoriaMetricsServer(_Server):
         return _http("GET", f"{self.url}/health")[0] == 200
 
     def export(self, match: str) -> list[dict]:  # type: ignore[type-arg]
-        """Return the stored series matching a series selector, e.g. ``{__name__=~"m_.*"}``."""
+        """The stored series matching a selector, e.g. ``{__name__=~"m_.*"}``."""
         _http("GET", f"{self.url}/internal/force_flush")
         status, body = _http(
             "POST",
             f"{self.url}/api/v1/export",
-            urllib.parse.urlencode({"match[]": match}).encode(),
+            # An explicit range: the default end is "now", which can miss rows
+            # written within the current second.
+            urllib.parse.urlencode(
+                {"match[]": match, "start": "0", "end": str(int(time.time()) + 3600)}
+            ).encode(),
         )
         if status != 200:
             raise RuntimeError(f"export failed ({status}): {body!r}")

@@ -1,4 +1,4 @@
-"""Config flow: each server kind against a real (or faithful) server, each error recovers."""
+"""Config flow: each server kind against a real or faithful server; errors recover."""
 
 from __future__ import annotations
 
@@ -95,7 +95,9 @@ async def test_v1_errors_land_on_their_field_and_recover(
     assert result["errors"] == {field: error}
     assert "wrong" not in str(result)
 
-    result = await hass.config_entries.flow.async_configure(flow_id, _v1_input(influxdb_v1))
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, _v1_input(influxdb_v1)
+    )
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
@@ -324,11 +326,15 @@ async def test_reconfigure_moves_to_another_database_keeping_the_password(
 
     new_input = _v1_input(influxdb_v1, database="missing")
     del new_input["password"]
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], new_input)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], new_input
+    )
     assert result["errors"] == {"database": "database_not_found"}
 
     new_input["database"] = "other"
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], new_input)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], new_input
+    )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
     assert entry.data["database"] == "other"
@@ -383,8 +389,15 @@ async def test_options_are_validated_and_stored(
         "mqtt_topics": ["zigbee2mqtt/#", "bad/#/topic"],
         "batch_size": 500,
         "flush_interval": 2.5,
+        "measurement": "unit_of_measurement",
+        "measurement_overrides": ["sensor.outdoor=weather"],
+        "exclude_domains": ["automation"],
+        "dedup_window": 5,
+        "mqtt_max_payload": 1024,
     }
-    result = await hass.config_entries.options.async_configure(result["flow_id"], options)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], options
+    )
     assert result["errors"] == {"mqtt_topics": "invalid_topic"}
 
     result = await hass.config_entries.options.async_configure(
@@ -392,13 +405,17 @@ async def test_options_are_validated_and_stored(
     )
     assert result["errors"] == {"event_types": "nothing_selected"}
 
+    options["mqtt_topics"] = ["zigbee2mqtt/#", " "]
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], options | {"mqtt_topics": ["zigbee2mqtt/#", " "]}
+        result["flow_id"], options | {"measurement_overrides": ["no equals sign"]}
+    )
+    assert result["errors"] == {"measurement_overrides": "invalid_option"}
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], options
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options == {
-        "event_types": ["state_changed", "automation_triggered", "my_custom_event"],
-        "mqtt_topics": ["zigbee2mqtt/#"],
-        "batch_size": 500,
-        "flush_interval": 2.5,
+    assert {key: entry.options[key] for key in options} == options | {
+        "mqtt_topics": ["zigbee2mqtt/#"]
     }
+    assert entry.options["include_domains"] == []

@@ -1,4 +1,4 @@
-"""Config flow for HA Ingestor: server kind → connection, reauth, reconfigure, options."""
+"""Config flow: server kind → connection; reauth, reconfigure and options."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from homeassistant.config_entries import (
 )
 from homeassistant.core import callback
 from homeassistant.helpers.selector import (
+    AreaSelector,
+    AreaSelectorConfig,
     BooleanSelector,
+    DeviceSelector,
+    DeviceSelectorConfig,
+    EntitySelector,
+    EntitySelectorConfig,
+    LabelSelector,
+    LabelSelectorConfig,
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
@@ -25,7 +33,11 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 from pydantic import ValidationError
-import voluptuous as vol
+
+try:  # Home Assistant 2026.x validates with probatio, older releases voluptuous
+    import probatio as vol
+except ImportError:  # pragma: no cover - exercised by the minimum-version run
+    import voluptuous as vol  # type: ignore[no-redef]
 
 from .const import (
     API_V1,
@@ -50,7 +62,7 @@ from .const import (
     LOGGER,
     SUGGESTED_EVENT_TYPES,
 )
-from .models import IngestorOptions
+from .models import IngestorOptions, MeasurementStrategy
 from .writer import (
     CannotConnect,
     InvalidAuth,
@@ -103,7 +115,9 @@ SECRET_KEY = {API_V1: CONF_PASSWORD, API_V2: CONF_TOKEN, API_V3: CONF_TOKEN}
 
 
 def _target(data: Mapping[str, Any]) -> str:
-    return str(data[CONF_BUCKET] if data[CONF_API_VERSION] == API_V2 else data[CONF_DATABASE])
+    return str(
+        data[CONF_BUCKET] if data[CONF_API_VERSION] == API_V2 else data[CONF_DATABASE]
+    )
 
 
 def _unique_id(data: Mapping[str, Any]) -> str:
@@ -130,7 +144,9 @@ async def _async_validate(flow: ConfigFlow, data: dict[str, Any]) -> dict[str, s
         writer = await async_create_writer(flow.hass, data)
         await writer.async_write(b"")
     except SslError:
-        return {CONF_SSL_CA_CERT if data.get(CONF_SSL_CA_CERT) else CONF_URL: "ssl_error"}
+        return {
+            CONF_SSL_CA_CERT if data.get(CONF_SSL_CA_CERT) else CONF_URL: "ssl_error"
+        }
     except CannotConnect:
         return {CONF_URL: "cannot_connect"}
     except InvalidAuth:
@@ -232,7 +248,9 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
             {vol.Optional(SECRET_KEY[api_version]): _SECRET}
         )
         suggested = {
-            k: v for k, v in (user_input or entry.data).items() if k not in SECRET_KEY.values()
+            k: v
+            for k, v in (user_input or entry.data).items()
+            if k not in SECRET_KEY.values()
         }
         return self.async_show_form(
             step_id="reconfigure",
@@ -256,7 +274,9 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             errors = await _async_validate(self, {**entry.data, **user_input})
             if not errors:
-                return self.async_update_reload_and_abort(entry, data_updates=user_input)
+                return self.async_update_reload_and_abort(
+                    entry, data_updates=user_input
+                )
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=vol.Schema({vol.Required(secret): _SECRET}),
@@ -278,35 +298,72 @@ class HaIngestorOptionsFlow(OptionsFlow):
             if options is not None:
                 return self.async_create_entry(data=options.model_dump(mode="json"))
         current = IngestorOptions.from_entry_options(self.config_entry.options)
-        schema = vol.Schema(
-            {
-                vol.Required(CONF_EVENT_TYPES): SelectSelector(
-                    SelectSelectorConfig(
-                        options=list(SUGGESTED_EVENT_TYPES),
-                        multiple=True,
-                        custom_value=True,
-                    )
-                ),
-                vol.Optional(CONF_MQTT_TOPICS): TextSelector(
-                    TextSelectorConfig(multiple=True)
-                ),
-                vol.Required(CONF_BATCH_SIZE): NumberSelector(
-                    NumberSelectorConfig(min=1, max=100_000, mode=NumberSelectorMode.BOX)
-                ),
-                vol.Required(CONF_FLUSH_INTERVAL): NumberSelector(
-                    NumberSelectorConfig(
-                        min=0.1, max=3600, step=0.1, mode=NumberSelectorMode.BOX
-                    )
-                ),
-            }
-        )
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(
-                schema, user_input or current.model_dump(mode="json")
+                OPTIONS_SCHEMA, user_input or current.model_dump(mode="json")
             ),
             errors=errors,
         )
+
+
+def _list(options: list[str] | None = None) -> SelectSelector:
+    """A free-text list, with suggestions when given."""
+    return SelectSelector(
+        SelectSelectorConfig(options=options or [], multiple=True, custom_value=True)
+    )
+
+
+def _number(low: float, high: float, step: float = 1) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(min=low, max=high, step=step, mode=NumberSelectorMode.BOX)
+    )
+
+
+OPTIONS_SCHEMA = vol.Schema(
+    {
+        vol.Required(CONF_EVENT_TYPES): _list(list(SUGGESTED_EVENT_TYPES)),
+        vol.Optional(CONF_MQTT_TOPICS): _list(),
+        vol.Required(CONF_BATCH_SIZE): _number(1, 100_000),
+        vol.Required(CONF_FLUSH_INTERVAL): _number(0.1, 3600, 0.1),
+        vol.Required("measurement"): SelectSelector(
+            SelectSelectorConfig(
+                options=[strategy.value for strategy in MeasurementStrategy],
+                translation_key="measurement",
+            )
+        ),
+        vol.Optional("measurement_name"): _TEXT,
+        vol.Optional("measurement_overrides"): _list(),
+        vol.Optional("include_domains"): _list(),
+        vol.Optional("include_entities"): EntitySelector(
+            EntitySelectorConfig(multiple=True)
+        ),
+        vol.Optional("include_entity_globs"): _list(),
+        vol.Optional("include_areas"): AreaSelector(AreaSelectorConfig(multiple=True)),
+        vol.Optional("include_labels"): LabelSelector(
+            LabelSelectorConfig(multiple=True)
+        ),
+        vol.Optional("include_devices"): DeviceSelector(
+            DeviceSelectorConfig(multiple=True)
+        ),
+        vol.Optional("exclude_domains"): _list(),
+        vol.Optional("exclude_entities"): EntitySelector(
+            EntitySelectorConfig(multiple=True)
+        ),
+        vol.Optional("exclude_entity_globs"): _list(),
+        vol.Optional("exclude_areas"): AreaSelector(AreaSelectorConfig(multiple=True)),
+        vol.Optional("exclude_labels"): LabelSelector(
+            LabelSelectorConfig(multiple=True)
+        ),
+        vol.Optional("exclude_devices"): DeviceSelector(
+            DeviceSelectorConfig(multiple=True)
+        ),
+        vol.Optional("attributes_include"): _list(),
+        vol.Optional("attributes_exclude"): _list(),
+        vol.Required("dedup_window"): _number(0, 86_400, 0.1),
+        vol.Required("mqtt_max_payload"): _number(16, 1_048_576),
+    }
+)
 
 
 def _validate_options(
@@ -320,7 +377,8 @@ def _validate_options(
             return None, {CONF_MQTT_TOPICS: "invalid_topic"}
     try:
         return IngestorOptions.model_validate(user_input), {}
-    except ValidationError:
-        # The selectors already bound each number, so what is left is the model's
-        # cross-field check: something must be captured.
-        return None, {CONF_EVENT_TYPES: "nothing_selected"}
+    except ValidationError as err:
+        location = err.errors()[0]["loc"]
+        if not location:  # the model's own check: something must be captured
+            return None, {CONF_EVENT_TYPES: "nothing_selected"}
+        return None, {str(location[0]): "invalid_option"}

@@ -1,13 +1,34 @@
-"""Pydantic models for what crosses the integration's boundaries."""
+"""Pydantic models for what crosses the integration's boundaries.
+
+Options are validated here once per (re)load. The per-event hot path does not build
+a model for each ``state_changed``: Home Assistant has already validated its
+``State`` objects, and the pipeline reads them directly (see ``points.py``). Events
+and MQTT messages from outside HA's state machine go through :class:`IngestedEvent`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .const import DEFAULT_BATCH_SIZE, DEFAULT_EVENT_TYPES, DEFAULT_FLUSH_INTERVAL
+
+
+class MeasurementStrategy(StrEnum):
+    """How a state change's measurement name is chosen."""
+
+    DOMAIN = "domain"
+    UNIT_OF_MEASUREMENT = "unit_of_measurement"
+    DOMAIN_DEVICE_CLASS = "domain__device_class"
+    ENTITY_ID = "entity_id"
+    FIXED = "fixed"
+
+
+def _clean(values: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
 
 
 class IngestorOptions(BaseModel):
@@ -20,10 +41,64 @@ class IngestorOptions(BaseModel):
     batch_size: int = Field(default=DEFAULT_BATCH_SIZE, ge=1, le=100_000)
     flush_interval: float = Field(default=DEFAULT_FLUSH_INTERVAL, gt=0, le=3600)
 
-    @field_validator("event_types", "mqtt_topics", mode="after")
+    measurement: MeasurementStrategy = MeasurementStrategy.DOMAIN
+    measurement_name: str = "home_assistant"
+    # "sensor.x=name" or "sensor=name" lines: per-entity beats per-domain.
+    measurement_overrides: tuple[str, ...] = ()
+
+    include_domains: tuple[str, ...] = ()
+    include_entities: tuple[str, ...] = ()
+    include_entity_globs: tuple[str, ...] = ()
+    include_areas: tuple[str, ...] = ()
+    include_labels: tuple[str, ...] = ()
+    include_devices: tuple[str, ...] = ()
+    exclude_domains: tuple[str, ...] = ()
+    exclude_entities: tuple[str, ...] = ()
+    exclude_entity_globs: tuple[str, ...] = ()
+    exclude_areas: tuple[str, ...] = ()
+    exclude_labels: tuple[str, ...] = ()
+    exclude_devices: tuple[str, ...] = ()
+
+    # Attributes: empty include = every numeric attribute; names listed here are
+    # also kept when they are strings (as ``<name>_str``).
+    attributes_include: tuple[str, ...] = ()
+    attributes_exclude: tuple[str, ...] = ()
+
+    dedup_window: float = Field(default=0.0, ge=0, le=86_400)
+    mqtt_max_payload: int = Field(default=4096, ge=16, le=1_048_576)
+
+    @field_validator(
+        "event_types",
+        "mqtt_topics",
+        "measurement_overrides",
+        "include_domains",
+        "include_entities",
+        "include_entity_globs",
+        "include_areas",
+        "include_labels",
+        "include_devices",
+        "exclude_domains",
+        "exclude_entities",
+        "exclude_entity_globs",
+        "exclude_areas",
+        "exclude_labels",
+        "exclude_devices",
+        "attributes_include",
+        "attributes_exclude",
+        mode="after",
+    )
     @classmethod
     def _strip_and_dedupe(cls, values: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(v.strip() for v in values if v.strip()))
+        return _clean(values)
+
+    @field_validator("measurement_overrides", mode="after")
+    @classmethod
+    def _overrides_are_pairs(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            key, sep, name = value.partition("=")
+            if not sep or not key.strip() or not name.strip():
+                raise ValueError(f"expected 'entity_or_domain=measurement': {value!r}")
+        return values
 
     @model_validator(mode="after")
     def _captures_something(self) -> IngestorOptions:
@@ -31,7 +106,30 @@ class IngestorOptions(BaseModel):
             raise ValueError("select at least one event type or MQTT topic")
         return self
 
+    @property
+    def overrides(self) -> dict[str, str]:
+        """Measurement overrides as entity-id-or-domain → measurement."""
+        pairs = (value.partition("=") for value in self.measurement_overrides)
+        return {key.strip(): name.strip() for key, _, name in pairs}
+
     @classmethod
     def from_entry_options(cls, options: Mapping[str, Any]) -> IngestorOptions:
         """Read stored options, falling back to the defaults for missing keys."""
         return cls.model_validate(dict(options))
+
+
+class IngestedEvent(BaseModel):
+    """A bus event or MQTT message as it enters the pipeline (not a state change)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Literal["bus", "mqtt"]
+    event_type: str
+    time_ns: int = Field(ge=0)
+    entity_id: str | None = None
+    topic: str | None = None
+    payload: bytes | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    context_id: str | None = None
+    parent_context_id: str | None = None
+    user_id: str | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import base64
 from collections.abc import Mapping
+import gzip
 import json
 import ssl
 from typing import Any
@@ -25,6 +26,7 @@ from homeassistant.util.ssl import (
 )
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
+from influxdb_client.service.write_service import WriteService
 from yarl import URL
 
 from .const import (
@@ -45,6 +47,9 @@ from .const import (
 )
 
 MAX_MESSAGE_LENGTH = 500
+# Bodies above this are gzipped, in the executor: compressing a large batch on the
+# event loop would stall Home Assistant.
+GZIP_THRESHOLD = 64 * 1024
 
 
 class WriteError(Exception):
@@ -164,12 +169,27 @@ async def async_ssl_context(
         raise SslError(f"cannot load CA certificate: {err.strerror or err}") from err
 
 
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=1)
+
+
 class InfluxWriter(ABC):
     """Writes line-protocol bodies to one InfluxDB target."""
 
-    @abstractmethod
+    def __init__(self, hass: HomeAssistant) -> None:
+        self._hass = hass
+
     async def async_write(self, body: bytes) -> None:
         """Write the body; return once the server confirmed it, or raise WriteError."""
+        if len(body) > GZIP_THRESHOLD:
+            compressed = await self._hass.async_add_executor_job(_gzip, body)
+            await self._async_post(compressed, "gzip")
+        else:
+            await self._async_post(body, None)
+
+    @abstractmethod
+    async def _async_post(self, body: bytes, encoding: str | None) -> None:
+        """Send the (possibly compressed) body."""
 
     async def async_close(self) -> None:
         """Release connections this writer owns."""
@@ -180,12 +200,14 @@ class _HttpWriter(InfluxWriter):
 
     def __init__(
         self,
+        hass: HomeAssistant,
         session: aiohttp.ClientSession,
         url: str,
         params: dict[str, str],
         headers: dict[str, str],
         ssl_setting: ssl.SSLContext | bool,
     ) -> None:
+        super().__init__(hass)
         self._session = session
         self._url = url
         self._params = params
@@ -193,13 +215,16 @@ class _HttpWriter(InfluxWriter):
         self._ssl = ssl_setting
         self._timeout = aiohttp.ClientTimeout(total=WRITE_TIMEOUT)
 
-    async def async_write(self, body: bytes) -> None:
+    async def _async_post(self, body: bytes, encoding: str | None) -> None:
+        headers = self._headers
+        if encoding:
+            headers = headers | {"Content-Encoding": encoding}
         try:
             async with self._session.post(
                 self._url,
                 params=self._params,
                 data=body,
-                headers=self._headers,
+                headers=headers,
                 ssl=self._ssl,
                 timeout=self._timeout,
             ) as response:
@@ -213,24 +238,38 @@ class _HttpWriter(InfluxWriter):
 
 
 class V2Writer(InfluxWriter):
-    """InfluxDB 2.x (and 3.x's v2-compatible API) through influxdb-client's async client.
+    """InfluxDB 2.x (and 3.x's v2-compatible API) via influxdb-client's async client.
 
     The library builds its own aiohttp session (it cannot take Home Assistant's), so
     it is closed with the writer.
     """
 
     def __init__(
-        self, client: InfluxDBClientAsync, bucket: str, organization: str
+        self,
+        hass: HomeAssistant,
+        client: InfluxDBClientAsync,
+        bucket: str,
+        organization: str,
     ) -> None:
+        super().__init__(hass)
         self._client = client
-        self._write_api = client.write_api()
+        # The write service is the client's own, used directly so a pre-compressed
+        # body can carry its Content-Encoding.
+        self._service = WriteService(client.api_client)  # type: ignore[no-untyped-call]
         self._bucket = bucket
         self._organization = organization
 
-    async def async_write(self, body: bytes) -> None:
+    async def _async_post(self, body: bytes, encoding: str | None) -> None:
+        extra = {"content_encoding": encoding} if encoding else {}
         try:
-            await self._write_api.write(
-                bucket=self._bucket, org=self._organization, record=body
+            await self._service.post_write_async(  # type: ignore[no-untyped-call]
+                org=self._organization,
+                bucket=self._bucket,
+                body=body,
+                precision="ns",
+                content_type="text/plain; charset=utf-8",
+                _return_http_data_only=False,
+                **extra,
             )
         except ApiException as err:
             body = err.body if isinstance(err.body, bytes) else str(err.body).encode()
@@ -241,7 +280,7 @@ class V2Writer(InfluxWriter):
             raise CannotConnect(f"cannot reach server: {type(err).__name__}") from err
 
     async def async_close(self) -> None:
-        await self._client.close()
+        await self._client.close()  # type: ignore[no-untyped-call]
 
 
 async def async_create_writer(
@@ -267,7 +306,7 @@ async def async_create_writer(
             timeout=int(WRITE_TIMEOUT * 1000),
             ssl_context=context,
         )
-        return V2Writer(client, data[CONF_BUCKET], data[CONF_ORGANIZATION])
+        return V2Writer(hass, client, data[CONF_BUCKET], data[CONF_ORGANIZATION])
 
     session = async_get_clientsession(hass, verify_ssl=data.get(CONF_VERIFY_SSL, True))
     headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -280,10 +319,17 @@ async def async_create_writer(
             headers["Authorization"] = "Basic " + base64.b64encode(
                 credentials.encode()
             ).decode("ascii")
-        return _HttpWriter(session, str(url / "write"), params, headers, ssl_setting)
+        return _HttpWriter(
+            hass, session, str(url / "write"), params, headers, ssl_setting
+        )
 
     params = {"db": data[CONF_DATABASE], "precision": "nanosecond"}
     headers["Authorization"] = f"Bearer {data[CONF_TOKEN]}"
     return _HttpWriter(
-        session, str(url / "api" / "v3" / "write_lp"), params, headers, ssl_setting
+        hass,
+        session,
+        str(url / "api" / "v3" / "write_lp"),
+        params,
+        headers,
+        ssl_setting,
     )

@@ -1,0 +1,261 @@
+"""Turn Home Assistant events and MQTT messages into line-protocol lines.
+
+The schema is a public contract (see the README): one point per state change in a
+measurement chosen by the options, ``ha_event`` for other bus events, ``mqtt`` for
+MQTT messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+import json
+import math
+from typing import Any, Final
+
+from homeassistant.core import Event, State
+from homeassistant.helpers.json import json_bytes
+
+from .enrichment import Enricher
+from .line_protocol import LineEncoder
+from .models import IngestedEvent, IngestorOptions
+from .stats import IngestorStats
+
+# Attributes that are already tags or fields of every state point.
+SKIPPED_ATTRIBUTES: Final = frozenset(
+    {"friendly_name", "unit_of_measurement", "device_class", "icon", "entity_picture"}
+)
+# Field names the schema uses itself; an attribute with such a name gets "_attr".
+RESERVED_FIELDS: Final = frozenset(
+    {
+        "value",
+        "state",
+        "user",
+        "context_id",
+        "parent_context_id",
+        "automation",
+        "friendly_name",
+        "hour",
+        "weekday",
+    }
+)
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND: Final = timedelta(microseconds=1)
+MQTT_MEASUREMENT: Final = "mqtt"
+EVENT_MEASUREMENT: Final = "ha_event"
+MAX_JSON_LEAVES: Final = 200
+
+
+def nanoseconds(moment: datetime) -> int:
+    """Exact Unix time in nanoseconds of an aware datetime (float math is not)."""
+    return (moment - EPOCH) // ONE_MICROSECOND * 1000
+
+
+def number(value: Any) -> float | None:
+    """A finite float for numbers and numeric strings, else None (bools are not)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        try:
+            result = float(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str):
+        try:
+            result = float(value)
+        except ValueError:
+            return None
+    else:
+        return None
+    return result if math.isfinite(result) else None
+
+
+class PointBuilder:
+    """Builds the lines for one config entry's schema."""
+
+    def __init__(
+        self,
+        options: IngestorOptions,
+        enricher: Enricher,
+        encoder: LineEncoder,
+        stats: IngestorStats,
+    ) -> None:
+        self._options = options
+        self._enricher = enricher
+        self._encoder = encoder
+        self._stats = stats
+        self._attributes_include = frozenset(options.attributes_include)
+        self._attributes_exclude = frozenset(options.attributes_exclude) | (
+            SKIPPED_ATTRIBUTES - self._attributes_include
+        )
+
+    def state_line(self, state: State) -> str | None:
+        """The point for a new state; None when the entity is filtered out."""
+        info = self._enricher.entity(state.entity_id, state.attributes)
+        if not info.included:
+            self._stats.filtered += 1
+            return None
+        fields: dict[str, Any] = {}
+        value = number(state.state)
+        if value is not None:
+            fields["value"] = value
+        fields["state"] = state.state
+        if info.friendly_name is not None:
+            fields["friendly_name"] = info.friendly_name
+        self._context_fields(fields, state.context)
+        timestamp = state.last_updated_timestamp
+        fields["hour"], fields["weekday"] = self._enricher.local_time(timestamp)
+        fields.update(self._attribute_fields(state.attributes))
+        return self._encoder.line(
+            info.series_key,
+            self._encoder.fields(fields),
+            nanoseconds(state.last_updated),
+        )
+
+    def _context_fields(self, fields: dict[str, Any], context: Any) -> None:
+        if context is None:
+            return
+        user = self._enricher.user_name(context.user_id)
+        if user is not None:
+            fields["user"] = user
+        fields["context_id"] = context.id
+        if context.parent_id:
+            fields["parent_context_id"] = context.parent_id
+        automation = self._enricher.caused_by(context)
+        if automation is not None:
+            fields["automation"] = automation
+
+    def _attribute_fields(
+        self, attributes: Mapping[str, Any]
+    ) -> Iterator[tuple[str, Any]]:
+        """Numeric attributes as float fields; allow-listed others as ``<name>_str``.
+
+        A field name always keeps one type, so InfluxDB never rejects a batch for a
+        type conflict when an attribute flips between a number and text.
+        """
+        include = self._attributes_include
+        exclude = self._attributes_exclude
+        for name, raw in attributes.items():
+            if name in exclude or (include and name not in include):
+                continue
+            key = f"{name}_attr" if name in RESERVED_FIELDS else name
+            value = number(raw) if not isinstance(raw, str) else None
+            if value is not None:
+                yield key, value
+            elif name in include and raw is not None:
+                yield f"{key}_str", raw if isinstance(raw, str) else _json(raw)
+
+    def event_line(self, event: Event[Any]) -> str | None:
+        """An ``ha_event`` point for any bus event but ``state_changed``."""
+        data = dict(event.data)
+        entity_id = data.get("entity_id")
+        if isinstance(entity_id, (list, tuple)):
+            entity_id = ",".join(sorted(str(item) for item in entity_id))
+        service_data = data.get("service_data")
+        if entity_id is None and isinstance(service_data, Mapping):
+            target = service_data.get("entity_id")
+            if isinstance(target, (list, tuple)):
+                target = ",".join(sorted(str(item) for item in target))
+            entity_id = target if isinstance(target, str) else None
+        ingested = IngestedEvent(
+            source="bus",
+            event_type=event.event_type,
+            time_ns=nanoseconds(event.time_fired),
+            entity_id=entity_id if isinstance(entity_id, str) else None,
+            data=data,
+            context_id=event.context.id,
+            parent_context_id=event.context.parent_id,
+            user_id=event.context.user_id,
+        )
+        tags = {
+            "event_type": ingested.event_type,
+            "domain": _text_or_none(data.get("domain")),
+            "service": _text_or_none(data.get("service")),
+            "entity_id": ingested.entity_id,
+        }
+        fields: dict[str, Any] = {"data": _json(data)}
+        self._context_fields(fields, event.context)
+        return self._encoder.line(
+            self._encoder.series_key(EVENT_MEASUREMENT, tags),
+            self._encoder.fields(fields),
+            ingested.time_ns,
+        )
+
+    def mqtt_line(
+        self, topic: str, payload: bytes | bytearray | str, timestamp: float
+    ) -> str | None:
+        """An ``mqtt`` point: the payload text, its number, and a JSON object's
+        numeric leaves as dotted float fields."""
+        raw = (
+            payload.encode("utf-8", "surrogateescape")
+            if isinstance(payload, str)
+            else bytes(payload)
+        )
+        ingested = IngestedEvent(
+            source="mqtt",
+            event_type="mqtt",
+            time_ns=round(timestamp * 1_000_000) * 1000,
+            topic=topic,
+            payload=raw,
+        )
+        text = raw.decode("utf-8", "replace")
+        fields: dict[str, Any] = {}
+        value = number(text)
+        if value is not None:
+            fields["value"] = value
+        elif text[:1] in ("{", "["):
+            try:
+                decoded = json.loads(text)
+            except ValueError:
+                decoded = None
+            for key, leaf in _numeric_leaves(decoded, ""):
+                fields[key] = leaf
+        if len(text) > self._options.mqtt_max_payload:
+            text = text[: self._options.mqtt_max_payload]
+            self._stats.mqtt_payloads_truncated += 1
+        fields["payload"] = text
+        return self._encoder.line(
+            self._encoder.series_key(MQTT_MEASUREMENT, {"topic": ingested.topic}),
+            self._encoder.fields(fields),
+            ingested.time_ns,
+        )
+
+
+def _numeric_leaves(value: Any, prefix: str) -> Iterator[tuple[str, float]]:
+    """Numeric leaves of decoded JSON as (dotted.name, float), bounded in count."""
+    stack: list[tuple[str, Any]] = [(prefix, value)]
+    emitted = 0
+    while stack and emitted < MAX_JSON_LEAVES:
+        path, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend(
+                (f"{path}.{key}" if path else str(key), child)
+                for key, child in reversed(node.items())
+            )
+        elif isinstance(node, list):
+            stack.extend(
+                (f"{path}.{index}" if path else str(index), child)
+                for index, child in reversed(list(enumerate(node)))
+            )
+        elif path and (leaf := number(node)) is not None and not isinstance(node, str):
+            emitted += 1
+            yield (
+                (
+                    "value_" + path
+                    if path in RESERVED_FIELDS or path == "payload"
+                    else path
+                ),
+                leaf,
+            )
+
+
+def _json(value: Any) -> str:
+    """Compact JSON with HA's encoder; anything it cannot encode becomes its repr."""
+    try:
+        return json_bytes(value).decode("utf-8", "replace")
+    except (TypeError, ValueError):
+        return json.dumps(value, default=repr, ensure_ascii=False)
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
