@@ -53,14 +53,18 @@ async def test_refused_credentials_start_reauth(
     assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
 
 
-async def test_unreachable_server_retries_setup(
+async def test_unreachable_server_still_sets_up_and_spools(
     hass: HomeAssistant, socket_enabled: None, influxdb_v1_server: InfluxDB1Server
 ) -> None:
-    """Nothing listening: setup is retried later."""
+    """Nothing listening at start-up: the entry loads and captures into the spool."""
     entry = _v1_entry(influxdb_v1_server, url=f"http://127.0.0.1:{free_port()}")
     entry.add_to_hass(hass)
-    assert not await hass.config_entries.async_setup(entry.entry_id)
-    assert entry.state is ConfigEntryState.SETUP_RETRY
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.LOADED
+    hass.states.async_set("sensor.early", "1")
+    await hass.async_block_till_done()
+    assert not await entry.runtime_data.pipeline.async_flush()
+    assert entry.runtime_data.pipeline.spool.points == 1
 
 
 async def test_options_change_reloads_the_entry(

@@ -69,11 +69,12 @@ class Capture:
         )
         self._mqtt_unsubs: list[Callable[[], None]] = []
         self._mqtt_active = False
+        self._unsubs: list[Callable[[], None]] = []
 
     @callback
-    def async_start(self) -> list[Callable[[], None]]:
-        """Start listening; return the callables that stop it."""
-        unsubs = [
+    def async_start(self) -> None:
+        """Start listening."""
+        self._unsubs = unsubs = [
             self._hass.bus.async_listen(
                 event_type,
                 self._on_state_changed
@@ -91,7 +92,12 @@ class Capture:
             unsubs.append(self._async_unsubscribe_mqtt)
             for entry in self._hass.config_entries.async_entries(MQTT_DOMAIN):
                 self._on_entry_changed(ConfigEntryChange.UPDATED, entry)
-        return unsubs
+
+    @callback
+    def async_stop(self) -> None:
+        """Stop listening (idempotent)."""
+        while self._unsubs:
+            self._unsubs.pop()()
 
     def _invalid(self, kind: str, err: Exception) -> None:
         self._stats.invalid += 1

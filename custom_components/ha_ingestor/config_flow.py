@@ -360,8 +360,10 @@ OPTIONS_SCHEMA = vol.Schema(
         ),
         vol.Optional("attributes_include"): _list(),
         vol.Optional("attributes_exclude"): _list(),
-        vol.Required("dedup_window"): _number(0, 86_400, 0.1),
-        vol.Required("mqtt_max_payload"): _number(16, 1_048_576),
+        vol.Optional("dedup_window"): _number(0, 86_400, 0.1),
+        vol.Optional("mqtt_max_payload"): _number(16, 1_048_576),
+        vol.Optional("max_spool_mb"): _number(0.01, 100_000, 0.01),
+        vol.Optional("max_memory_points"): _number(100, 10_000_000),
     }
 )
 

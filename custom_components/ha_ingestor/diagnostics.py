@@ -18,6 +18,8 @@ async def async_get_config_entry_diagnostics(
 ) -> dict[str, Any]:
     """Return what helps to understand what the integration does and did."""
     data = entry.runtime_data
+    spool = data.pipeline.spool
+    dead_letters = await hass.async_add_executor_job(spool.dead_letters, 20)
     return {
         "entry": {
             "data": async_redact_data(dict(entry.data), TO_REDACT),
@@ -25,6 +27,17 @@ async def async_get_config_entry_diagnostics(
         },
         "pipeline": {
             "queued": data.pipeline.queued,
+            "paused_for_credentials": data.pipeline.paused,
             "stats": data.stats.as_dict(),
+        },
+        "spool": {
+            "batches": spool.batches,
+            "points": spool.points,
+            "bytes": spool.bytes,
+            "max_bytes": spool.max_bytes,
+            "dead_letters": spool.dead_letter_count,
+            "oldest_dead_letters": [
+                {"line": letter.line, "error": letter.error} for letter in dead_letters
+            ],
         },
     }

@@ -1,9 +1,13 @@
 """Batching and delivery: lines queue in memory and are written in batches of up to
 ``batch_size``, at least every ``flush_interval`` seconds, by one consumer task.
 
-A batch counts as written only once the server confirmed it. Failed batches stay
-queued (oldest first) and are retried with capped exponential backoff and jitter;
-the queue is bounded, and what falls off is counted and logged, never silent.
+A batch counts as written only once the server confirmed it. When a write fails,
+or memory holds more than ``max_memory_points``, batches move to the durable spool
+and are replayed oldest first once the server answers again, spool before memory.
+Retries back off exponentially with jitter (1 s to 5 min) or as ``Retry-After``
+says; while backing off nothing is sent (an open circuit) and the next write is
+the probe. Refused credentials stop writing until the user reauthenticates;
+lines the server refuses go to the dead letters. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -11,19 +15,38 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 import random
+import time
 from typing import Final
 
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 
 from .const import LOGGER
+from .spool import Spool
 from .stats import IngestorStats
-from .writer import InfluxWriter, InvalidAuth, Rejected, RetryLater, WriteError
+from .writer import (
+    InfluxWriter,
+    InvalidAuth,
+    Rejected,
+    RetryLater,
+    TargetNotFound,
+    WriteError,
+)
 
 BACKOFF_START: Final = 1.0
 BACKOFF_MAX: Final = 300.0
-DEFAULT_MAX_QUEUE: Final = 100_000
+
+
+@dataclass(kw_only=True)
+class PipelineHooks:
+    """What the pipeline tells Home Assistant about (repairs, reauth)."""
+
+    auth_failed: Callable[[], object] = lambda: None
+    target_missing: Callable[[str], object] = lambda message: None
+    spool_full: Callable[[int], object] = lambda dropped: None
+    recovered: Callable[[], object] = lambda: None
 
 
 class Pipeline:
@@ -33,29 +56,43 @@ class Pipeline:
         self,
         hass: HomeAssistant,
         writer: InfluxWriter,
+        spool: Spool,
         stats: IngestorStats,
         *,
         batch_size: int,
         flush_interval: float,
-        max_queue: int = DEFAULT_MAX_QUEUE,
+        max_memory_points: int,
+        hooks: PipelineHooks | None = None,
     ) -> None:
         self._hass = hass
         self._writer = writer
+        self._spool = spool
         self._stats = stats
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._max_queue = max_queue
+        self._max_memory = max_memory_points
+        self.hooks = hooks or PipelineHooks()
         self._queue: deque[str] = deque()
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
         self._backoff = 0.0
-        self._paused_for_auth = False
-        self.on_auth_failed: Callable[[], object] | None = None
+        self._retry_at = 0.0
+        self._paused = False
 
     @property
     def queued(self) -> int:
-        """Points waiting to be written."""
+        """Points waiting in memory."""
         return len(self._queue)
+
+    @property
+    def spool(self) -> Spool:
+        """The durable spool."""
+        return self._spool
+
+    @property
+    def paused(self) -> bool:
+        """True while the server refuses the credentials."""
+        return self._paused
 
     @callback
     def add(self, line: str) -> None:
@@ -63,15 +100,7 @@ class Pipeline:
         queue = self._queue
         queue.append(line)
         self._stats.points_queued += 1
-        if len(queue) > self._max_queue:
-            queue.popleft()
-            self._stats.dropped_points += 1
-            self._stats.log_once(
-                "queue_full",
-                "More than %s points are waiting for InfluxDB; dropping the oldest",
-                self._max_queue,
-            )
-        if len(queue) >= self._batch_size:
+        if len(queue) >= self._batch_size or len(queue) > self._max_memory:
             self._wakeup.set()
 
     async def async_run(self) -> None:
@@ -83,40 +112,89 @@ class Pipeline:
             except TimeoutError:
                 pass
             self._wakeup.clear()
-            if self._paused_for_auth:
-                continue
             await self.async_flush()
-            if self._backoff:
-                await asyncio.sleep(self._backoff * random.uniform(0.5, 1.0))
 
-    async def async_flush(self) -> bool:
-        """Write everything queued now; return True when the queue is empty."""
+    async def async_flush(self, *, force: bool = False) -> bool:
+        """Write what is spooled, then what is queued; True when all is written.
+
+        While the circuit is open (backing off, or credentials refused) the memory
+        queue goes to the spool instead, unless ``force`` asks for a probe now.
+        """
         async with self._lock:
-            while self._queue:
-                count = min(self._batch_size, len(self._queue))
-                batch = [self._queue[i] for i in range(count)]
-                try:
-                    await self._async_write(batch)
-                except WriteError as err:
-                    self._on_error(err)
-                    return False
-                for _ in range(count):
-                    self._queue.popleft()
-                self._backoff = 0.0
+            if not force and (self._paused or time.monotonic() < self._retry_at):
+                await self._async_spool_memory()
+                return False
+            try:
+                await self._async_drain_spool()
+                await self._async_drain_memory()
+            except WriteError as err:
+                self._on_error(err)
+                await self._async_spool_memory()
+                return False
+            self._on_success()
             return True
 
+    async def async_shutdown(self, grace: float) -> None:
+        """Write what can be written in time; spool the rest (unload, HA stop)."""
+        try:
+            async with asyncio.timeout(grace):
+                await self.async_flush()
+        except TimeoutError:
+            LOGGER.warning("InfluxDB did not answer in time; the rest stays spooled")
+        async with self._lock:
+            await self._async_spool_memory()
+
+    async def _async_drain_spool(self) -> None:
+        while self._spool.batches:
+            batch = await self._hass.async_add_executor_job(self._spool.peek)
+            if batch is None:
+                return
+            await self._async_write(batch.lines)
+            await self._hass.async_add_executor_job(self._spool.ack, batch.id)
+            self._stats.points_replayed += len(batch.lines)
+
+    async def _async_drain_memory(self) -> None:
+        queue = self._queue
+        while queue:
+            count = min(self._batch_size, len(queue))
+            await self._async_write([queue[i] for i in range(count)])
+            for _ in range(count):
+                queue.popleft()
+
+    async def _async_spool_memory(self) -> None:
+        """Move the memory queue to disk, a batch at a time."""
+        queue = self._queue
+        while queue:
+            count = min(self._batch_size, len(queue))
+            lines = [queue.popleft() for _ in range(count)]
+            dropped = await self._hass.async_add_executor_job(self._spool.append, lines)
+            self._stats.points_spooled += count
+            if dropped:
+                self._stats.dropped_points += dropped
+                self._stats.log_once(
+                    "spool_full",
+                    "The spool is full; dropped the %s oldest points (counted in "
+                    "diagnostics and the dropped points sensor)",
+                    dropped,
+                )
+                self.hooks.spool_full(self._stats.dropped_points)
+
     async def _async_write(self, batch: list[str]) -> None:
-        """Write a batch; a rejected batch is split until only bad lines are left."""
+        """Write a batch; a refused batch is split until only bad lines are left,
+        which go to the dead letters."""
         # A lone surrogate (HA keeps undecodable bytes that way) becomes "?".
         body = "\n".join(batch).encode("utf-8", "replace")
         try:
             await self._writer.async_write(body)
         except Rejected as err:
             if len(batch) == 1:
+                await self._hass.async_add_executor_job(
+                    self._spool.add_dead_letters, batch, str(err)
+                )
                 self._stats.rejected_points += 1
                 self._stats.log_once(
                     "rejected",
-                    "InfluxDB rejected a point and it was set aside: %s",
+                    "InfluxDB refused a point; it is kept as a dead letter: %s",
                     err,
                 )
                 return
@@ -127,21 +205,33 @@ class Pipeline:
         self._stats.points_written += len(batch)
         self._stats.batches_written += 1
         self._stats.last_write = dt_util.utcnow()
+
+    def _on_success(self) -> None:
+        self._backoff = 0.0
+        self._retry_at = 0.0
         if self._stats.last_error is not None:
             LOGGER.info("Writing to InfluxDB works again")
             self._stats.last_error = None
+            self.hooks.recovered()
 
     def _on_error(self, err: WriteError) -> None:
         self._stats.write_errors += 1
         if self._stats.last_error is None:
-            LOGGER.warning("Cannot write to InfluxDB, will retry: %s", err)
+            LOGGER.warning("Cannot write to InfluxDB, spooling and retrying: %s", err)
         self._stats.last_error = str(err)
         if isinstance(err, InvalidAuth):
-            self._paused_for_auth = True
-            if self.on_auth_failed is not None:
-                self.on_auth_failed()
+            self._paused = True
+            self.hooks.auth_failed()
             return
+        if isinstance(err, TargetNotFound):
+            self.hooks.target_missing(str(err))
         retry_after = err.retry_after if isinstance(err, RetryLater) else None
-        self._backoff = retry_after or min(
-            BACKOFF_MAX, max(BACKOFF_START, self._backoff * 2)
-        )
+        self._backoff = min(BACKOFF_MAX, max(BACKOFF_START, self._backoff * 2))
+        delay = retry_after or self._backoff * random.uniform(0.5, 1.0)
+        self._retry_at = time.monotonic() + delay
+
+    def resume(self) -> None:
+        """Write again (new credentials); the next flush probes the server."""
+        self._paused = False
+        self._retry_at = 0.0
+        self._wakeup.set()

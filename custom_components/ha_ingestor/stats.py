@@ -24,6 +24,8 @@ class IngestorStats:
     invalid: int = 0
     rejected_points: int = 0
     dropped_points: int = 0
+    points_spooled: int = 0
+    points_replayed: int = 0
     mqtt_payloads_truncated: int = 0
     last_write: datetime | None = None
     last_error: str | None = None
