@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -40,8 +41,10 @@ def _http(
     request = urllib.request.Request(
         url, data=data, method=method, headers=headers or {}
     )
+    # The tests' own helper calls trust the test server's self-signed certificate.
+    context = ssl._create_unverified_context() if url.startswith("https") else None
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as err:
         return err.code, err.read()
@@ -114,9 +117,18 @@ class InfluxDB1Server(_Server):
     admin_user = "admin"
     admin_password = "test-admin-secret"
 
-    def __init__(self) -> None:
+    def __init__(
+        self, certificate: Path | None = None, key: Path | None = None
+    ) -> None:
         super().__init__()
         self._bind_port = free_port()
+        self._scheme = "https" if certificate else "http"
+        https = (
+            f'  https-enabled = true\n  https-certificate = "{certificate}"\n'
+            f'  https-private-key = "{key}"\n'
+            if certificate
+            else ""
+        )
         config = self.tmp / "influxdb.conf"
         config.write_text(
             f"""reporting-disabled = true
@@ -131,7 +143,7 @@ bind-address = "127.0.0.1:{self._bind_port}"
   bind-address = "127.0.0.1:{self.port}"
   auth-enabled = true
   log-enabled = false
-[monitor]
+{https}[monitor]
   store-enabled = false
 """
         )
@@ -140,7 +152,7 @@ bind-address = "127.0.0.1:{self._bind_port}"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
     def _command(self) -> list[str]:
         return ["influxd", "run", "-config", str(self._config)]

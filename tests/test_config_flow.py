@@ -230,37 +230,32 @@ async def test_unexpected_exception_shows_unknown_and_recovers(
 
 
 async def test_self_signed_tls_needs_its_ca(
-    hass: HomeAssistant, tmp_path: Path
+    hass: HomeAssistant, tmp_path: Path, socket_enabled: None
 ) -> None:
-    """Self-signed TLS: without its CA the error is on the URL, a bad CA path on
-    that field; with the CA file, or with verification off, the flow succeeds."""
-    cert_path, server_context = make_self_signed(tmp_path)
-    fake = FakeInfluxDB(ssl_context=server_context)
-    fake.tokens.add("good-token")
-    fake.databases.add("home")
-    await fake.start()
+    """A real InfluxDB with a self-signed certificate: without its CA the error is
+    on the URL, a bad CA path on that field; with the CA file the flow succeeds.
+    The v2 client refuses the certificate too, and gets past TLS with
+    verification off."""
+    cert_path, key_path = make_self_signed(tmp_path)
+    server = InfluxDB1Server(certificate=cert_path, key=key_path).start()
     try:
-        good = {"url": fake.url, "token": "good-token", "database": "home"}
+        server.create_database("home")
+        good = _v1_input(server)
         assert good["url"].startswith("https://")
-        flow_id = await _start_flow(hass, "v3")
-        result = await hass.config_entries.flow.async_configure(
-            flow_id, good | {"verify_ssl": True}
-        )
+        flow_id = await _start_flow(hass, "v1")
+        result = await hass.config_entries.flow.async_configure(flow_id, good)
         assert result["errors"] == {"url": "ssl_error"}
         result = await hass.config_entries.flow.async_configure(
-            flow_id,
-            good | {"verify_ssl": True, "ssl_ca_cert": str(tmp_path / "missing.pem")},
+            flow_id, good | {"ssl_ca_cert": str(tmp_path / "missing.pem")}
         )
         assert result["errors"] == {"ssl_ca_cert": "ssl_error"}
         result = await hass.config_entries.flow.async_configure(
-            flow_id, good | {"verify_ssl": True, "ssl_ca_cert": str(cert_path)}
+            flow_id, good | {"ssl_ca_cert": str(cert_path)}
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
         await hass.config_entries.async_unload(result["result"].entry_id)
 
-        fake.orgs["home-org"] = {"home"}
-        v2 = {"url": fake.url, "token": "good-token", "organization": "home-org"}
-        v2 |= {"bucket": "home"}
+        v2 = {"url": server.url, "token": "t", "organization": "o", "bucket": "b"}
         flow_id = await _start_flow(hass, "v2")
         result = await hass.config_entries.flow.async_configure(
             flow_id, v2 | {"verify_ssl": True}
@@ -269,11 +264,10 @@ async def test_self_signed_tls_needs_its_ca(
         result = await hass.config_entries.flow.async_configure(
             flow_id, v2 | {"verify_ssl": False}
         )
-        assert result["type"] is FlowResultType.CREATE_ENTRY
-        await hass.config_entries.async_unload(result["result"].entry_id)
+        # Past TLS, InfluxDB 1.x has no v2 write endpoint.
+        assert result["errors"] == {"bucket": "bucket_not_found"}
     finally:
-        await hass.async_block_till_done()
-        await fake.stop()
+        server.cleanup()
 
 
 async def test_reauth_takes_a_new_token_and_reloads(

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 import ipaddress
 from pathlib import Path
-import ssl
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -13,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
-def make_self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
-    """Write a self-signed cert for 127.0.0.1; return its path and a server context."""
+def make_self_signed(directory: Path) -> tuple[Path, Path]:
+    """Write a self-signed cert for 127.0.0.1; return the cert and key paths."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.now(UTC)
@@ -45,6 +44,4 @@ def make_self_signed(directory: Path) -> tuple[Path, ssl.SSLContext]:
             serialization.NoEncryption(),
         )
     )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert_path, key_path)
-    return cert_path, context
+    return cert_path, key_path

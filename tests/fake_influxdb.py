@@ -1,0 +1,347 @@
+"""A small, faithful InfluxDB 2.x / 3 write server for the behaviour only those
+servers have (no InfluxDB 2/3 can be installed here): token auth, unknown
+bucket/database, whole-batch rejection (2.x) versus partial writes (3.x),
+429/503 with Retry-After, and a slow server.
+
+It follows the published API: ``POST /api/v2/write?org=&bucket=&precision=``
+(``Authorization: Token …``; 204, 400 malformed, 401, 404, 422 schema conflict,
+whole batch rejected), and ``POST /api/v3/write_lp?db=&precision=&accept_partial=``
+(``Authorization: Bearer …``; 204, 400 partial write listing the refused lines,
+401, 404). Everything else is left to the real servers the tests also run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+import gzip
+import math
+import ssl
+
+from aiohttp import web
+
+_PRECISION_NS = {
+    "ns": 1,
+    "nanosecond": 1,
+    "us": 1_000,
+    "microsecond": 1_000,
+    "ms": 1_000_000,
+    "millisecond": 1_000_000,
+    "s": 1_000_000_000,
+    "second": 1_000_000_000,
+    "auto": 1,
+}
+
+
+class LineError(ValueError):
+    """A line that is not valid line protocol."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """One parsed point."""
+
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, float | int | bool | str]
+    time_ns: int | None
+
+
+def _split(text: str, separator: str, *, quotes: bool = False) -> list[str]:
+    """Split on an unescaped separator (outside double quotes when asked)."""
+    parts, current, index, quoted = [], [], 0, False
+    while index < len(text):
+        char = text[index]
+        if char == "\\" and index + 1 < len(text):
+            current.append(text[index : index + 2])
+            index += 2
+            continue
+        if quotes and char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+        index += 1
+    if quoted:
+        raise LineError("unterminated string")
+    parts.append("".join(current))
+    return parts
+
+
+def _unescape(text: str, specials: str) -> str:
+    out, index = [], 0
+    while index < len(text):
+        if (
+            text[index] == "\\"
+            and index + 1 < len(text)
+            and text[index + 1] in specials
+        ):
+            out.append(text[index + 1])
+            index += 2
+        else:
+            out.append(text[index])
+            index += 1
+    return "".join(out)
+
+
+def _field_value(raw: str) -> float | int | bool | str:
+    if raw.startswith('"'):
+        if len(raw) < 2 or not raw.endswith('"'):
+            raise LineError("bad string field")
+        return _unescape(raw[1:-1], '"\\')
+    if raw in ("t", "T", "true", "True", "TRUE"):
+        return True
+    if raw in ("f", "F", "false", "False", "FALSE"):
+        return False
+    if raw.endswith(("i", "u")):
+        return int(raw[:-1])
+    value = float(raw)
+    if math.isnan(value) or math.isinf(value):
+        raise LineError("NaN or infinity")
+    return value
+
+
+def parse_line(line: str) -> Point:
+    """Parse one line of line protocol (2.x rules), or raise LineError."""
+    sections = _split(line, " ", quotes=True)
+    if len(sections) not in (2, 3) or not sections[0] or not sections[1]:
+        raise LineError("expected measurement, fields and optional timestamp")
+    series = _split(sections[0], ",")
+    measurement = _unescape(series[0], ", \\")
+    if not measurement:
+        raise LineError("missing measurement")
+    tags = {}
+    for pair in series[1:]:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise LineError("bad tag")
+        tags[_unescape(key, ",= \\")] = _unescape(value, ",= \\")
+    fields: dict[str, float | int | bool | str] = {}
+    for pair in _split(sections[1], ",", quotes=True):
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise LineError("bad field")
+        try:
+            fields[_unescape(key, ",= \\")] = _field_value(value)
+        except ValueError as err:
+            raise LineError(f"bad field value {value!r}") from err
+    time_ns = None
+    if len(sections) == 3:
+        try:
+            time_ns = int(sections[2])
+        except ValueError as err:
+            raise LineError("bad timestamp") from err
+    return Point(measurement, tags, fields, time_ns)
+
+
+@dataclass
+class _Failure:
+    status: int
+    retry_after: float | None
+    count: int
+
+
+@dataclass
+class FakeInfluxDB:
+    """The fake server. Tests change its attributes between requests."""
+
+    ssl_context: ssl.SSLContext | None = None
+    tokens: set[str] = field(default_factory=set)
+    orgs: dict[str, set[str]] = field(default_factory=dict)
+    databases: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    points: dict[str, list[Point]] = field(default_factory=dict)
+    requests: int = 0
+    _failures: list[_Failure] = field(default_factory=list)
+    _types: dict[tuple[str, str, str], type] = field(default_factory=dict)
+    _runner: web.AppRunner | None = None
+    _port: int = 0
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.ssl_context else "http"
+        return f"{scheme}://127.0.0.1:{self._port}"
+
+    def fail_next(
+        self, status: int, *, retry_after: float | None = None, count: int = 1
+    ) -> None:
+        """Answer the next ``count`` writes with ``status`` (and Retry-After)."""
+        self._failures.append(_Failure(status, retry_after, count))
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/api/v2/write", self._v2_write)
+        app.router.add_post("/api/v3/write_lp", self._v3_write)
+        app.router.add_get("/ping", self._ping)
+        app.router.add_get("/health", self._health)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
+        await site.start()
+        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _ping(self, request: web.Request) -> web.Response:
+        return web.Response(status=204, headers={"X-Influxdb-Version": "fake"})
+
+    async def _health(self, request: web.Request) -> web.Response:
+        return web.json_response({"name": "influxdb", "status": "pass"})
+
+    def _authorized(self, request: web.Request, schemes: tuple[str, ...]) -> bool:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return scheme in schemes and token in self.tokens
+
+    async def _common(self, request: web.Request) -> web.Response | None:
+        self.requests += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self._failures:
+            failure = self._failures[0]
+            failure.count -= 1
+            if failure.count <= 0:
+                self._failures.pop(0)
+            headers = {}
+            if failure.retry_after is not None:
+                headers["Retry-After"] = str(int(failure.retry_after))
+            return web.json_response(
+                {"code": "error", "message": f"injected {failure.status}"},
+                status=failure.status,
+                headers=headers,
+            )
+        return None
+
+    async def _body_lines(self, request: web.Request) -> list[str]:
+        body = await request.read()
+        if request.headers.get("Content-Encoding") == "gzip":
+            body = gzip.decompress(body)
+        return [line for line in body.decode().split("\n") if line.strip()]
+
+    def _check_types(
+        self, target: str, point: Point, batch: dict[tuple[str, str, str], type]
+    ) -> str | None:
+        """A schema conflict with stored data or earlier lines of the batch."""
+        for key, value in point.fields.items():
+            kind = type(value)
+            slot = (target, point.measurement, key)
+            known = self._types.get(slot) or batch.setdefault(slot, kind)
+            if known is not None and known is not kind:
+                return (
+                    f'field type conflict: input field "{key}" on measurement '
+                    f'"{point.measurement}" is type {kind.__name__}, already exists '
+                    f"as type {known.__name__}"
+                )
+        return None
+
+    def _store(self, target: str, point: Point, precision: int) -> None:
+        for key, value in point.fields.items():
+            self._types[(target, point.measurement, key)] = type(value)
+        if point.time_ns is not None:
+            point = Point(
+                point.measurement, point.tags, point.fields, point.time_ns * precision
+            )
+        self.points.setdefault(target, []).append(point)
+
+    async def _v2_write(self, request: web.Request) -> web.Response:
+        if (failed := await self._common(request)) is not None:
+            return failed
+        if not self._authorized(request, ("Token", "Bearer")):
+            return web.json_response(
+                {"code": "unauthorized", "message": "unauthorized access"}, status=401
+            )
+        org = request.query.get("org", "")
+        bucket = request.query.get("bucket", "")
+        if org not in self.orgs:
+            return web.json_response(
+                {
+                    "code": "not found",
+                    "message": f'organization name "{org}" not found',
+                },
+                status=404,
+            )
+        if bucket not in self.orgs[org]:
+            return web.json_response(
+                {"code": "not found", "message": f'bucket "{bucket}" not found'},
+                status=404,
+            )
+        precision = _PRECISION_NS.get(request.query.get("precision", "ns"), 1)
+        parsed: list[Point] = []
+        batch: dict[tuple[str, str, str], type] = {}
+        for number, line in enumerate(await self._body_lines(request), start=1):
+            try:
+                point = parse_line(line)
+            except LineError as err:
+                return web.json_response(
+                    {
+                        "code": "invalid",
+                        "message": f"unable to parse '{line}': {err}",
+                        "line": number,
+                    },
+                    status=400,
+                )
+            conflict = self._check_types(bucket, point, batch)
+            if conflict is not None:
+                # 2.x rejects the whole batch on the first schema conflict.
+                return web.json_response(
+                    {
+                        "code": "unprocessable entity",
+                        "message": conflict,
+                        "line": number,
+                    },
+                    status=422,
+                )
+            parsed.append(point)
+        for point in parsed:
+            self._store(bucket, point, precision)
+        return web.Response(status=204)
+
+    async def _v3_write(self, request: web.Request) -> web.Response:
+        if (failed := await self._common(request)) is not None:
+            return failed
+        if not self._authorized(request, ("Bearer", "Token")):
+            return web.json_response(
+                {"error": "the request was not authenticated", "data": None},
+                status=401,
+            )
+        database = request.query.get("db", "")
+        if database not in self.databases:
+            return web.json_response(
+                {"error": f"database not found: {database}", "data": None}, status=404
+            )
+        precision = _PRECISION_NS.get(request.query.get("precision", "auto"), 1)
+        accept_partial = request.query.get("accept_partial", "true") != "false"
+        good: list[Point] = []
+        bad: list[dict[str, object]] = []
+        batch: dict[tuple[str, str, str], type] = {}
+        for number, line in enumerate(await self._body_lines(request), start=1):
+            try:
+                point = parse_line(line)
+                conflict = self._check_types(database, point, batch)
+                if conflict is not None:
+                    raise LineError(conflict)
+            except LineError as err:
+                bad.append(
+                    {
+                        "original_line": line,
+                        "line_number": number,
+                        "error_message": str(err),
+                    }
+                )
+                continue
+            good.append(point)
+            if accept_partial:
+                self._store(database, point, precision)
+        if bad:
+            return web.json_response(
+                {"error": "partial write of line protocol occurred", "data": bad},
+                status=400,
+            )
+        if not accept_partial:
+            for point in good:
+                self._store(database, point, precision)
+        return web.Response(status=204)
