@@ -102,3 +102,14 @@ async def fake_influxdb(socket_enabled: None) -> AsyncIterator[FakeInfluxDB]:
         yield fake
     finally:
         await fake.stop()
+
+
+@pytest.fixture
+def private_influxdb_v1(socket_enabled: None) -> Iterator[InfluxDB1Server]:
+    """An InfluxDB 1.x server of the test's own, which it may stop and restart."""
+    server = InfluxDB1Server().start()
+    server.create_database("home")
+    try:
+        yield server
+    finally:
+        server.cleanup()

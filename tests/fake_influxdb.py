@@ -13,6 +13,7 @@ whole batch rejected), and ``POST /api/v3/write_lp?db=&precision=&accept_partial
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 import gzip
 import math
@@ -157,6 +158,7 @@ class FakeInfluxDB:
     _failures: list[_Failure] = field(default_factory=list)
     _types: dict[tuple[str, str, str], type] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
     _port: int = 0
 
     @property
@@ -183,6 +185,7 @@ class FakeInfluxDB:
         self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        self._released.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -200,7 +203,9 @@ class FakeInfluxDB:
     async def _common(self, request: web.Request) -> web.Response | None:
         self.requests += 1
         if self.delay:
-            await asyncio.sleep(self.delay)
+            # A slow server; stop() releases the requests still waiting.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._released.wait(), self.delay)
         if self._failures:
             failure = self._failures[0]
             failure.count -= 1
