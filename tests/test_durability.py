@@ -108,7 +108,7 @@ batch = spool.peek()
 request = urllib.request.Request(
     sys.argv[3] + "/write?db=home&precision=ns",
     data="\\n".join(batch.lines).encode(),
-    headers={"Authorization": "Basic " + base64.b64encode(sys.argv[4].encode()).decode()},
+    headers={"Authorization": "Basic " + base64.b64encode(sys.argv[4].encode()).decode()},  # noqa: E501
 )
 assert urllib.request.urlopen(request).status == 204
 os.kill(os.getpid(), signal.SIGKILL)  # killed between the write and its ack
@@ -274,7 +274,8 @@ async def test_full_spool_drops_oldest_counts_exactly_and_raises_a_repair(
     # The oldest went first: the newest point of all is there.
     assert server.rows(
         "home",
-        f"SELECT value FROM sensor WHERE entity_id = 'sensor.outage_{(fired - 1) % 1000}'",
+        "SELECT value FROM sensor WHERE entity_id = "
+        f"'sensor.outage_{(fired - 1) % 1000}'",
     )
 
 
