@@ -105,10 +105,11 @@ lines = [f"sensor,entity_id=sensor.crash value={n} {1_700_000_000_000_000_000 + 
          for n in range(100)]
 spool.append(lines)
 batch = spool.peek()
+auth = base64.b64encode(sys.argv[4].encode()).decode()
 request = urllib.request.Request(
     sys.argv[3] + "/write?db=home&precision=ns",
     data="\\n".join(batch.lines).encode(),
-    headers={"Authorization": "Basic " + base64.b64encode(sys.argv[4].encode()).decode()},  # noqa: E501
+    headers={"Authorization": "Basic " + auth},
 )
 assert urllib.request.urlopen(request).status == 204
 os.kill(os.getpid(), signal.SIGKILL)  # killed between the write and its ack
