@@ -481,3 +481,80 @@ async def test_hostile_names_and_values_land_without_a_rejected_line(
     assert stats.points_written == 2 * len(HOSTILE)
     rows = influxdb_v1.rows("home", "SELECT count(state) FROM /.*/ GROUP BY entity_id")
     assert sum(r["count"] for r in rows) == len(HOSTILE)
+
+
+async def test_bad_event_is_counted_logged_once_and_skipped(
+    hass: HomeAssistant,
+    influxdb_v1: InfluxDB1Server,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An event the pipeline cannot encode never reaches HA's bus as an error: it
+    is counted, logged once, and the good events around it land."""
+    entry = await _setup(
+        hass, _v1_data(influxdb_v1), {"event_types": ["state_changed", "weird"]}
+    )
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    hass.states.async_set("sensor.before", "1")
+    hass.bus.async_fire("weird", {"loop": circular})
+    hass.bus.async_fire("weird", {"loop": circular})
+    hass.states.async_set("sensor.after", "2")
+    await _flush(hass, entry)
+    assert entry.runtime_data.stats.invalid == 2
+    assert caplog.text.count("Skipped a weird event") == 1
+    rows = influxdb_v1.rows("home", "SELECT value FROM sensor")
+    assert [row["value"] for row in rows] == [1.0, 2.0]
+
+
+async def test_unload_and_stop_write_what_is_queued(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """Points still queued are written when the entry unloads and when Home
+    Assistant stops, without waiting for the flush interval."""
+    entry = await _setup(hass, _v1_data(influxdb_v1), {"flush_interval": 3600})
+    hass.states.async_set("sensor.queued", "1")
+    await hass.async_block_till_done()
+    hass.bus.async_fire("homeassistant_stop")
+    await hass.async_block_till_done()
+    hass.states.async_set("sensor.queued", "2")
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    rows = influxdb_v1.rows("home", "SELECT value FROM sensor")
+    assert [row["value"] for row in rows] == [1.0, 2.0]
+
+
+async def test_filters_and_measurement_options_shape_what_lands(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """Include/exclude rules (exclude wins), the measurement strategy and a
+    per-entity override all apply; reloading with other options changes them."""
+    entry = await _setup(
+        hass,
+        _v1_data(influxdb_v1),
+        {
+            "include_domains": ["sensor"],
+            "exclude_entity_globs": ["sensor.*_noise"],
+            "measurement": "unit_of_measurement",
+            "measurement_overrides": ["sensor.outdoor=weather"],
+        },
+    )
+    hass.states.async_set("sensor.power", "5", {"unit_of_measurement": "W"})
+    hass.states.async_set("sensor.outdoor", "12", {"unit_of_measurement": "°C"})
+    hass.states.async_set("sensor.wifi_noise", "3", {"unit_of_measurement": "dB"})
+    hass.states.async_set("light.ignored", "on")
+    await _flush(hass, entry)
+    measurements = [
+        row[0] for row in influxdb_v1.query("home", "SHOW MEASUREMENTS")[0]["values"]
+    ]
+    assert measurements == ["W", "weather"]
+    assert entry.runtime_data.stats.filtered == 2
+
+    hass.config_entries.async_update_entry(entry, options={"dedup_window": 60})
+    await hass.async_block_till_done()
+    hass.states.async_set("light.ignored", "off")
+    hass.states.async_set("light.ignored", "off", force_update=True)
+    await _flush(hass, entry)
+    assert [r["state"] for r in influxdb_v1.rows("home", "SELECT state FROM light")] == [
+        "off"
+    ]
+    assert entry.runtime_data.stats.deduplicated == 1
