@@ -16,6 +16,7 @@ from homeassistant.helpers import (
     floor_registry as fr,
     label_registry as lr,
 )
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
 
 from custom_components.ha_ingestor.const import DOMAIN
@@ -554,7 +555,7 @@ async def test_filters_and_measurement_options_shape_what_lands(
     hass.states.async_set("light.ignored", "off")
     hass.states.async_set("light.ignored", "off", force_update=True)
     await _flush(hass, entry)
-    assert [r["state"] for r in influxdb_v1.rows("home", "SELECT state FROM light")] == [
-        "off"
-    ]
+    assert [
+        r["state"] for r in influxdb_v1.rows("home", "SELECT state FROM light")
+    ] == ["off"]
     assert entry.runtime_data.stats.deduplicated == 1
