@@ -331,7 +331,15 @@ async def test_reconfigure_moves_to_another_database_keeping_the_password(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    # Reconfiguring the same database again keeps its unique id.
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], new_input | {"verify_ssl": False}
+    )
+    assert result["reason"] == "reconfigure_successful"
     assert entry.data["database"] == "other"
+    assert entry.data["verify_ssl"] is False
     assert entry.data["password"] == influxdb_v1.admin_password
     assert entry.unique_id == f"{influxdb_v1.url}|other"
     influxdb_v1.drop_database("other")

@@ -243,7 +243,16 @@ async def test_type_conflict_loses_only_the_conflicting_line(
     assert "sensor.part_7" in letter["line"]
     assert "field type conflict" in letter["error"]
 
-    await hass.services.async_call(DOMAIN, "purge_dead_letters", blocking=True)
+    # Retrying while the conflict remains puts the line back among the dead.
+    response = await hass.services.async_call(
+        DOMAIN, "retry_dead_letters", blocking=True, return_response=True
+    )
+    assert response == {"retried": {entry.entry_id: 1}}
+    assert entry.runtime_data.pipeline.spool.dead_letter_count == 1
+    response = await hass.services.async_call(
+        DOMAIN, "purge_dead_letters", blocking=True, return_response=True
+    )
+    assert response == {"purged": {entry.entry_id: 1}}
     assert entry.runtime_data.pipeline.spool.dead_letter_count == 0
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from unittest.mock import patch
 
 from homeassistant.core import Context, HomeAssistant
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import (
     area_registry as ar,
     device_registry as dr,
@@ -16,6 +17,7 @@ from homeassistant.helpers import (
     floor_registry as fr,
     label_registry as lr,
 )
+from homeassistant.setup import async_setup_component
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
 
@@ -559,3 +561,107 @@ async def test_filters_and_measurement_options_shape_what_lands(
         r["state"] for r in influxdb_v1.rows("home", "SELECT state FROM light")
     ] == ["off"]
     assert entry.runtime_data.stats.deduplicated == 1
+
+
+async def test_retry_after_is_honoured_without_hammering(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """A 429 with Retry-After opens the circuit: no request until then, data goes
+    to the spool, and a forced flush (the service) delivers it."""
+    entry = await _setup(
+        hass,
+        {
+            "api_version": "3",
+            "url": fake_influxdb.url,
+            "token": "good-token",
+            "database": "home",
+            "verify_ssl": True,
+        },
+    )
+    fake_influxdb.fail_next(429, retry_after=120)
+    hass.states.async_set("sensor.busy", "1")
+    await hass.async_block_till_done()
+    assert not await entry.runtime_data.pipeline.async_flush()
+    requests = fake_influxdb.requests
+    hass.states.async_set("sensor.busy", "2")
+    await hass.async_block_till_done()
+    assert not await entry.runtime_data.pipeline.async_flush()
+    assert fake_influxdb.requests == requests
+    assert entry.runtime_data.pipeline.spool.points == 2
+    response = await hass.services.async_call(
+        DOMAIN,
+        "flush",
+        {"config_entry_id": entry.entry_id},
+        blocking=True,
+        return_response=True,
+    )
+    assert response == {"written": {entry.entry_id: True}}
+    assert [p.fields["value"] for p in fake_influxdb.points["home"]] == [1.0, 2.0]
+
+
+async def test_services_refuse_an_unknown_entry(hass: HomeAssistant) -> None:
+    """A service call naming no loaded entry says so."""
+    assert await async_setup_component(hass, DOMAIN, {})
+    with pytest.raises(ServiceValidationError):
+        await hass.services.async_call(
+            DOMAIN, "flush", {"config_entry_id": "nope"}, blocking=True
+        )
+
+
+@pytest.mark.parametrize(
+    ("strategy", "extra", "measurement"),
+    [
+        ("domain__device_class", {}, "sensor__temperature"),
+        ("entity_id", {}, "sensor.t"),
+        ("fixed", {"measurement_name": "ha"}, "ha"),
+        ("unit_of_measurement", {}, "°C"),
+    ],
+)
+async def test_measurement_strategies(
+    hass: HomeAssistant,
+    influxdb_v1: InfluxDB1Server,
+    strategy: str,
+    extra: dict[str, str],
+    measurement: str,
+) -> None:
+    """Each measurement strategy names the measurement as documented."""
+    entry = await _setup(
+        hass, _v1_data(influxdb_v1), {"measurement": strategy, **extra}
+    )
+    hass.states.async_set(
+        "sensor.t", "20", {"device_class": "temperature", "unit_of_measurement": "°C"}
+    )
+    await _flush(hass, entry)
+    assert influxdb_v1.query("home", "SHOW MEASUREMENTS")[0]["values"] == [
+        [measurement]
+    ]
+
+
+async def test_odd_values_and_payloads_are_stored_sensibly(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """Removed entities write nothing; infinite and huge numbers are no value;
+    event data HA cannot serialise is stored as text; JSON lists and booleans in
+    MQTT payloads give numeric leaves only."""
+    entry = await _setup(
+        hass,
+        _v1_data(influxdb_v1),
+        {"event_types": ["state_changed", "odd"], "mqtt_max_payload": 16},
+    )
+    hass.states.async_set("sensor.gone", "inf", {"huge": 10**400, "flag": True})
+    hass.states.async_remove("sensor.gone")
+    hass.bus.async_fire("odd", {"thing": complex(1, 2)})
+    builder = entry.runtime_data.capture._builder
+    line = builder.mqtt_line("t/list", b'[1, true, {"a": 2.5}, "x"]', 1.0)
+    assert line is not None
+    entry.runtime_data.pipeline.add(line)
+    await _flush(hass, entry)
+    [state] = influxdb_v1.rows("home", "SELECT * FROM sensor")
+    assert state["state"] == "inf"
+    assert state.get("value") is None
+    assert state.get("huge") is None
+    [event] = influxdb_v1.rows("home", 'SELECT * FROM "ha_event"')
+    assert event["data"] == '{"thing": "(1+2j)"}'
+    [mqtt] = influxdb_v1.rows("home", "SELECT * FROM mqtt")
+    assert (mqtt["0"], mqtt["2.a"], mqtt["payload"]) == (1.0, 2.5, '[1, true, {"a": ')
+    assert entry.runtime_data.stats.mqtt_payloads_truncated == 1

@@ -134,39 +134,43 @@ async def _async_validate(flow: ConfigFlow, data: dict[str, Any]) -> dict[str, s
     A ping alone passes on servers where writes fail, so the flow uses the write
     endpoint itself; an empty body stores nothing.
     """
-    api_version = data[CONF_API_VERSION]
     try:
         parse_url(data[CONF_URL])
     except InvalidUrl:
         return {CONF_URL: "invalid_url"}
-    writer = None
     try:
         writer = await async_create_writer(flow.hass, data)
-        await writer.async_write(b"")
-    except SslError:
-        return {
-            CONF_SSL_CA_CERT if data.get(CONF_SSL_CA_CERT) else CONF_URL: "ssl_error"
-        }
-    except CannotConnect:
-        return {CONF_URL: "cannot_connect"}
-    except InvalidAuth:
-        return {SECRET_KEY[api_version]: "invalid_auth"}
-    except TargetNotFound as err:
-        if api_version == API_V2:
-            if "organization" in str(err):
-                return {CONF_ORGANIZATION: "organization_not_found"}
-            return {CONF_BUCKET: "bucket_not_found"}
-        return {CONF_DATABASE: "database_not_found"}
+        try:
+            await writer.async_write(b"")
+        finally:
+            await writer.async_close()
     except WriteError as err:
-        LOGGER.warning("InfluxDB refused the test write: %s", err)
-        return {"base": "unknown"}
+        return _errors_for(err, data)
     except Exception:
         LOGGER.exception("Unexpected error while testing the InfluxDB connection")
         return {"base": "unknown"}
-    finally:
-        if writer is not None:
-            await writer.async_close()
     return {}
+
+
+def _errors_for(err: WriteError, data: dict[str, Any]) -> dict[str, str]:
+    """Put a failed test write's error on the field it concerns."""
+    api_version = data[CONF_API_VERSION]
+    if isinstance(err, SslError):
+        return {
+            CONF_SSL_CA_CERT if data.get(CONF_SSL_CA_CERT) else CONF_URL: "ssl_error"
+        }
+    if isinstance(err, CannotConnect):
+        return {CONF_URL: "cannot_connect"}
+    if isinstance(err, InvalidAuth):
+        return {SECRET_KEY[api_version]: "invalid_auth"}
+    if isinstance(err, TargetNotFound):
+        if api_version != API_V2:
+            return {CONF_DATABASE: "database_not_found"}
+        if "organization" in str(err):
+            return {CONF_ORGANIZATION: "organization_not_found"}
+        return {CONF_BUCKET: "bucket_not_found"}
+    LOGGER.warning("InfluxDB refused the test write: %s", err)
+    return {"base": "unknown"}
 
 
 class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):

@@ -45,15 +45,19 @@ CONTEXT_EVENTS: Final = ("automation_triggered", "script_started")
 MAX_CONTEXTS: Final = 4096
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class EntityInfo:
     """An entity's cached enrichment."""
 
     included: bool
     series_key: str
-    friendly_name: str | None
+    # Encoded fields every point of the entity carries (",friendly_name=…").
+    static_fields: str
     # The state attributes the series key was built from; a change rebuilds it.
     built_from: tuple[Any, Any, Any]
+    # The attributes object last seen: HA reuses it while attributes do not change,
+    # so an identity check skips even the comparison above.
+    attributes: Mapping[str, Any] | None = None
 
 
 def _attribute_key(attributes: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -152,8 +156,11 @@ class Enricher:
     def entity(self, entity_id: str, attributes: Mapping[str, Any]) -> EntityInfo:
         """The cached enrichment of an entity, rebuilt when it went stale."""
         info = self._entities.get(entity_id)
+        if info is not None and info.attributes is attributes:
+            return info
         if info is None or info.built_from != _attribute_key(attributes):
             info = self._entities[entity_id] = self._build(entity_id, attributes)
+        info.attributes = attributes
         return info
 
     def _build(self, entity_id: str, attributes: Mapping[str, Any]) -> EntityInfo:
@@ -217,10 +224,13 @@ class Enricher:
             device_id=device.id if device else None,
         )
         measurement = self._measurement(entity_id, domain, unit, device_class)
+        name = _text(friendly_name)
         return EntityInfo(
             included=included,
             series_key=self._encoder.series_key(measurement, tags),
-            friendly_name=_text(friendly_name),
+            static_fields=f",friendly_name={self._encoder.string(name)}"
+            if name
+            else "",
             built_from=_attribute_key(attributes),
         )
 

@@ -199,6 +199,7 @@ class LineEncoder:
         "_tag_keys",
         "_v1",
         "api_version",
+        "string",
     )
 
     def __init__(self, api_version: ApiVersion) -> None:
@@ -213,6 +214,9 @@ class LineEncoder:
         self._string: Callable[[str], str] = (
             _string_field_v1 if self._v1 else _string_field_v2
         )
+        # The quoted, escaped string field value, for callers that build a field
+        # set themselves on the hot path.
+        self.string = self._string
         # Caches of escaped names ("" when the key is skipped); field keys end in "=".
         self._measurements: dict[object, str] = {}
         self._tag_keys: dict[object, tuple[str, str]] = {}

@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any, Final
 
-from homeassistant.core import Event, State
+from homeassistant.core import Context, Event, State
 from homeassistant.helpers.json import json_bytes
 
 from .enrichment import Enricher
@@ -88,29 +88,68 @@ class PointBuilder:
         self._attributes_exclude = frozenset(options.attributes_exclude) | (
             SKIPPED_ATTRIBUTES - self._attributes_include
         )
+        self._string = encoder.string
+        self._time_bucket = -1
+        self._time_text = ""
+        self._attributes_cache: dict[str, tuple[Mapping[str, Any], str]] = {}
 
     def state_line(self, state: State) -> str | None:
-        """The point for a new state; None when the entity is filtered out."""
-        info = self._enricher.entity(state.entity_id, state.attributes)
+        """The point for a new state; None when the entity is filtered out.
+
+        This runs for every state change in the house, so the field set is built
+        as one string from cached pieces: the entity's series key and constant
+        fields, the encoded attributes (reused while HA reuses the attributes
+        object), and the local-time fields (constant for 15 minutes).
+        """
+        attributes = state.attributes
+        info = self._enricher.entity(state.entity_id, attributes)
         if not info.included:
             self._stats.filtered += 1
             return None
-        fields: dict[str, Any] = {}
-        value = number(state.state)
-        if value is not None:
-            fields["value"] = value
-        fields["state"] = state.state
-        if info.friendly_name is not None:
-            fields["friendly_name"] = info.friendly_name
-        self._context_fields(fields, state.context)
-        timestamp = state.last_updated_timestamp
-        fields["hour"], fields["weekday"] = self._enricher.local_time(timestamp)
-        fields.update(self._attribute_fields(state.attributes))
-        return self._encoder.line(
-            info.series_key,
-            self._encoder.fields(fields),
-            nanoseconds(state.last_updated),
+        text = state.state
+        try:
+            value = float(text)
+        except ValueError:
+            head = "state="
+        else:
+            # Finite numbers only: NaN and inf are stored as state text alone.
+            head = f"value={value!r},state=" if value - value == 0.0 else "state="
+        context = state.context
+        return (
+            f"{info.series_key} {head}{self._string(text)}{info.static_fields}"
+            f"{self._context_part(context)}"
+            f"{self._time_part(state.last_updated_timestamp)}"
+            f"{self._attribute_part(state.entity_id, attributes)}"
+            f" {nanoseconds(state.last_updated)}"
         )
+
+    def _context_part(self, context: Context) -> str:
+        string = self._string
+        part = f",context_id={string(context.id)}"
+        if context.parent_id:
+            part += f",parent_context_id={string(context.parent_id)}"
+        if context.user_id:
+            part += f",user={string(self._enricher.user_name(context.user_id) or '')}"
+        if (automation := self._enricher.caused_by(context)) is not None:
+            part += f",automation={string(automation)}"
+        return part
+
+    def _time_part(self, timestamp: float) -> str:
+        bucket = int(timestamp // 900)
+        if bucket != self._time_bucket:
+            hour, weekday = self._enricher.local_time(timestamp)
+            self._time_bucket = bucket
+            self._time_text = f",hour={hour},weekday={weekday}"
+        return self._time_text
+
+    def _attribute_part(self, entity_id: str, attributes: Mapping[str, Any]) -> str:
+        cached = self._attributes_cache.get(entity_id)
+        if cached is not None and cached[0] is attributes:
+            return cached[1]
+        encoded = self._encoder.fields(dict(self._attribute_fields(attributes)))
+        part = f",{encoded}" if encoded else ""
+        self._attributes_cache[entity_id] = (attributes, part)
+        return part
 
     def _context_fields(self, fields: dict[str, Any], context: Any) -> None:
         if context is None:

@@ -1,0 +1,454 @@
+"""One benchmark measurement in one fresh process: a real Home Assistant core (the
+test harness's ``hass``) with neither integration, with the built-in ``influxdb``
+integration, or with HA Ingestor, against a real InfluxDB 1.x. Prints one JSON
+object. ``run.py`` runs these side by side and writes docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import logging
+import math
+from pathlib import Path
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+from unittest.mock import patch
+
+import aiohttp
+from aiohttp.resolver import AsyncResolver
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from homeassistant import loader
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import (
+    area_registry as ar,
+    device_registry as dr,
+    entity_registry as er,
+    floor_registry as fr,
+    label_registry as lr,
+)
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_test_home_assistant,
+)
+
+from tests.servers import InfluxDB1Server
+
+ENTITIES = 1000
+DATABASE = "bench"
+
+
+def _resolver() -> AsyncResolver:
+    resolver = AsyncResolver()
+    resolver.real_close = resolver.close  # type: ignore[attr-defined]  # the harness closes it so
+    return resolver
+
+
+def rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_home(hass: HomeAssistant) -> list[str]:
+    """1,000 sensors with devices (behind a hub), areas on floors, and labels."""
+    source = MockConfigEntry(domain="demo")
+    source.add_to_hass(hass)
+    devices, entities = dr.async_get(hass), er.async_get(hass)
+    floors = [fr.async_get(hass).async_create(f"Floor {n}") for n in range(3)]
+    areas = [
+        ar.async_get(hass).async_create(f"Room {n}", floor_id=floors[n % 3].floor_id)
+        for n in range(20)
+    ]
+    labels = [lr.async_get(hass).async_create(f"Label {n}") for n in range(5)]
+    hub = devices.async_get_or_create(
+        config_entry_id=source.entry_id, identifiers={("demo", "hub")}, name="Hub"
+    )
+    via = (
+        {"via_device_id": hub.id}
+        if "via_device_id" in dr.DeviceRegistry.async_get_or_create.__code__.co_varnames
+        else {"via_device": ("demo", "hub")}
+    )
+    entity_ids = []
+    for n in range(ENTITIES):
+        device = devices.async_get_or_create(
+            config_entry_id=source.entry_id,
+            identifiers={("demo", f"meter-{n}")},
+            name=f"Meter {n}",
+            manufacturer="Acme",
+            model="M1",
+            **via,
+        )
+        devices.async_update_device(
+            device.id, area_id=areas[n % 20].id, labels={labels[n % 5].label_id}
+        )
+        entry = entities.async_get_or_create(
+            "sensor",
+            "demo",
+            f"power-{n}",
+            device_id=device.id,
+            original_device_class="power",
+            unit_of_measurement="W",
+            suggested_object_id=f"power_{n}",
+        )
+        entity_ids.append(entry.entity_id)
+    return entity_ids
+
+
+ATTRIBUTES = [
+    {
+        "unit_of_measurement": "W",
+        "device_class": "power",
+        "state_class": "measurement",
+        "friendly_name": f"Power {n}",
+        "voltage": 230.1,
+        "current": 0.5,
+    }
+    for n in range(ENTITIES)
+]
+
+
+def fire(hass: HomeAssistant, entity_ids: list[str], start: int, count: int) -> None:
+    """``count`` state changes, round robin over the entities."""
+    for number in range(start, start + count):
+        index = number % ENTITIES
+        hass.states.async_set(
+            entity_ids[index], str(number % 5000 / 10), ATTRIBUTES[index]
+        )
+
+
+class Target:
+    """The InfluxDB the integrations write to."""
+
+    def __init__(self, server: InfluxDB1Server) -> None:
+        self.server = server
+        credentials = f"{server.admin_user}:{server.admin_password}".encode()
+        self.headers = {
+            "Authorization": "Basic " + base64.b64encode(credentials).decode()
+        }
+
+    async def count(self, session: aiohttp.ClientSession) -> int:
+        async with session.post(
+            f"{self.server.url}/query",
+            data={"q": "SELECT count(value) FROM /.*/", "db": DATABASE},
+            headers=self.headers,
+        ) as response:
+            result = (await response.json())["results"][0]
+        return sum(series["values"][0][1] for series in result.get("series", []))
+
+    async def wait_for(self, expected: int, timeout: float) -> tuple[int, float]:
+        """Poll until ``expected`` points are stored; (count, seconds waited)."""
+        start = time.monotonic()
+        count = 0
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() - start < timeout:
+                count = await self.count(session)
+                if count >= expected:
+                    break
+                await asyncio.sleep(0.1)
+        return count, time.monotonic() - start
+
+
+async def setup_integration(
+    hass: HomeAssistant, kind: str, server: InfluxDB1Server, options: dict[str, Any]
+) -> MockConfigEntry | None:
+    """Set up nothing (baseline), the built-in influxdb, or HA Ingestor."""
+    if kind == "baseline":
+        return None
+    if kind == "builtin":
+        entry = MockConfigEntry(
+            domain="influxdb",
+            data={
+                "api_version": "1",
+                "host": "127.0.0.1",
+                "port": server.port,
+                "database": DATABASE,
+                "username": server.admin_user,
+                "password": server.admin_password,
+                "ssl": False,
+                "verify_ssl": False,
+            },
+        )
+    else:
+        entry = MockConfigEntry(
+            domain="ha_ingestor",
+            data={
+                "api_version": "1",
+                "url": server.url,
+                "database": DATABASE,
+                "username": server.admin_user,
+                "password": server.admin_password,
+                "verify_ssl": True,
+            },
+            options=options,
+        )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id), kind
+    await hass.async_block_till_done()
+    return entry
+
+
+async def measure(args: argparse.Namespace) -> dict[str, Any]:
+    config_dir = tempfile.mkdtemp(prefix="ha_ingestor_bench_")
+    Path(config_dir, "configuration.yaml").write_text("")
+    server = InfluxDB1Server().start()
+    try:
+        server.create_database(DATABASE)
+        # The harness has no network/zeroconf set up; HA's shared session then
+        # needs a plain resolver (the server is 127.0.0.1 anyway).
+        with patch(
+            "homeassistant.helpers.aiohttp_client._async_make_resolver",
+            return_value=_resolver(),
+        ):
+            return await _measure_in_hass(args, server, config_dir)
+    finally:
+        server.cleanup()
+
+
+async def _measure_in_hass(
+    args: argparse.Namespace, server: InfluxDB1Server, config_dir: str
+) -> dict[str, Any]:
+    async with async_test_home_assistant(config_dir=config_dir) as hass:
+        hass.data.pop(loader.DATA_CUSTOM_COMPONENTS, None)
+        entity_ids = build_home(hass)
+        await hass.async_block_till_done()
+        result = await MODES[args.mode](hass, args, server, entity_ids)
+        await hass.async_stop(force=True)
+    return result
+
+
+async def mode_throughput(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """Fire N events as fast as the loop allows; wait until all are stored."""
+    await setup_integration(hass, args.kind, server, {"batch_size": 5000})
+    target = Target(server)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    for start in range(0, args.events, 1000):
+        fire(hass, ids, start, 1000)
+        await asyncio.sleep(0)
+    await hass.async_block_till_done()
+    fired_s = time.monotonic() - wall0
+    stored = 0
+    if args.kind != "baseline":
+        stored, _ = await target.wait_for(args.events, timeout=600)
+    wall = time.monotonic() - wall0
+    cpu = time.process_time() - cpu0
+    return {
+        "cpu_s": cpu,
+        "fire_s": fired_s,
+        "wall_s": wall,
+        "stored": stored,
+        "events_per_s": args.events / wall,
+    }
+
+
+async def mode_lag(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """Event-loop lag while events arrive at ``rate`` per second."""
+    await setup_integration(hass, args.kind, server, {})
+    lags: list[float] = []
+    stop = time.monotonic() + args.seconds
+
+    async def sampler() -> None:
+        while time.monotonic() < stop:
+            before = time.monotonic()
+            await asyncio.sleep(0.005)
+            lags.append(time.monotonic() - before - 0.005)
+
+    task = asyncio.create_task(sampler())
+    fired = 0
+    start = time.monotonic()
+    while time.monotonic() < stop:
+        due = int((time.monotonic() - start) * args.rate)
+        fire(hass, ids, fired, due - fired)
+        fired = due
+        await asyncio.sleep(0.01)
+    await task
+    return {
+        "lag_p99_ms": statistics.quantiles(lags, n=100)[98] * 1000,
+        "lag_max_ms": max(lags) * 1000,
+        "fired": fired,
+    }
+
+
+async def mode_latency(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """Event time → write confirmed, at a steady ``rate`` per second.
+
+    The writer of each integration is wrapped to note, when a write returns, how
+    old each point in it is (its timestamp is the state's last_updated).
+    """
+    entry = await setup_integration(hass, args.kind, server, {})
+    assert entry is not None
+    latencies: list[float] = []
+    if args.kind == "ingestor":
+        writer = entry.runtime_data.writer
+        original = writer.async_write
+
+        async def timed(body: bytes) -> None:
+            await original(body)
+            now = time.time_ns()
+            latencies.extend(
+                (now - int(line.rsplit(b" ", 1)[1])) / 1e9
+                for line in body.split(b"\n")
+                if line
+            )
+
+        writer.async_write = timed  # type: ignore[method-assign]
+    else:
+        thread = entry.runtime_data
+        original_write = thread.influx.write
+
+        def timed_write(json_points: list[dict[str, Any]]) -> None:
+            original_write(json_points)
+            now = time.time()
+            latencies.extend(now - point["time"].timestamp() for point in json_points)
+
+        thread.influx = thread.influx._replace(write=timed_write)
+    fired = 0
+    start = time.monotonic()
+    while time.monotonic() - start < args.seconds:
+        due = int((time.monotonic() - start) * args.rate)
+        fire(hass, ids, fired, due - fired)
+        fired = due
+        await asyncio.sleep(0.005)
+    await Target(server).wait_for(fired, timeout=60)
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {
+        "p50_ms": quantiles[49] * 1000,
+        "p95_ms": quantiles[94] * 1000,
+        "p99_ms": quantiles[98] * 1000,
+        "measured": len(latencies),
+        "fired": fired,
+    }
+
+
+async def mode_memory(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """Peak RSS with N points held in memory (HA Ingestor holds them unflushed)."""
+    before = rss_mb()
+    await setup_integration(
+        hass,
+        args.kind,
+        server,
+        {
+            "batch_size": 100_000,
+            "flush_interval": 3600,
+            "max_memory_points": 10_000_000,
+        },
+    )
+    for start in range(0, args.events, 1000):
+        fire(hass, ids, start, 1000)
+        await asyncio.sleep(0)
+    await hass.async_block_till_done()
+    return {"rss_mb": rss_mb(), "rss_before_mb": before}
+
+
+async def mode_outage(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """The server is down for ``seconds`` at ``rate`` events/s, then comes back."""
+    await setup_integration(hass, args.kind, server, {})
+    server.stop()
+    fired = 0
+    start = time.monotonic()
+    while time.monotonic() - start < args.seconds:
+        due = int((time.monotonic() - start) * args.rate)
+        fire(hass, ids, fired, due - fired)
+        fired = due
+        await asyncio.sleep(0.01)
+    rss = rss_mb()
+    server.start()
+    if args.kind == "ingestor":
+        await hass.services.async_call("ha_ingestor", "flush", blocking=True)
+    stored, _ = await Target(server).wait_for(fired, timeout=120)
+    return {"rss_mb": rss, "fired": fired, "stored": stored}
+
+
+async def mode_spool(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """Points/s into the spool with the server down, and replay points/s after."""
+    entry = await setup_integration(hass, "ingestor", server, {"batch_size": 5000})
+    assert entry is not None
+    pipeline = entry.runtime_data.pipeline
+    server.stop()
+    for start in range(0, args.events, 1000):
+        fire(hass, ids, start, 1000)
+        await asyncio.sleep(0)
+    await hass.async_block_till_done()
+    began = time.monotonic()
+    await pipeline.async_flush()  # fails: the whole queue goes to the spool
+    spool_s = time.monotonic() - began
+    assert pipeline.spool.points == args.events, pipeline.spool.points
+    server.start()
+    began = time.monotonic()
+    assert await pipeline.async_flush(force=True)
+    replay_s = time.monotonic() - began
+    stored, _ = await Target(server).wait_for(args.events, timeout=60)
+    return {
+        "spool_points_per_s": args.events / spool_s,
+        "replay_points_per_s": args.events / replay_s,
+        "stored": stored,
+    }
+
+
+MODES = {
+    "throughput": mode_throughput,
+    "lag": mode_lag,
+    "latency": mode_latency,
+    "memory": mode_memory,
+    "outage": mode_outage,
+    "spool": mode_spool,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=sorted(MODES))
+    parser.add_argument("kind", choices=["baseline", "builtin", "ingestor"])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=1000)
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    result = asyncio.run(measure(args))
+    result = {
+        k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v)
+        for k, v in result.items()
+    }
+    print(json.dumps({"mode": args.mode, "kind": args.kind, **result}))
+
+
+if __name__ == "__main__":
+    main()
