@@ -12,9 +12,21 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .const import DEFAULT_BATCH_SIZE, DEFAULT_EVENT_TYPES, DEFAULT_FLUSH_INTERVAL
+from .const import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_EVENT_TYPES,
+    DEFAULT_FLUSH_INTERVAL,
+    LOGGER,
+)
 
 
 class MeasurementStrategy(StrEnum):
@@ -116,8 +128,17 @@ class IngestorOptions(BaseModel):
 
     @classmethod
     def from_entry_options(cls, options: Mapping[str, Any]) -> IngestorOptions:
-        """Read stored options, falling back to the defaults for missing keys."""
-        return cls.model_validate(dict(options))
+        """Read stored options; a missing or invalid key takes its default (logged),
+        so options from an older release or edited by hand never stop setup."""
+        data = dict(options)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            bad = {str(error["loc"][0]) for error in err.errors() if error["loc"]}
+            LOGGER.warning("Ignoring invalid options %s: %s", sorted(bad) or "all", err)
+            if not bad:  # the options as a whole make no sense: use the defaults
+                return cls()
+            return cls.model_validate({k: v for k, v in data.items() if k not in bad})
 
 
 class IngestedEvent(BaseModel):
