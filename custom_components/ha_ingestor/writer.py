@@ -19,11 +19,7 @@ from typing import Any
 import aiohttp
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.util.ssl import (
-    client_context,
-    get_default_context,
-    get_default_no_verify_context,
-)
+from homeassistant.util.ssl import get_default_context, get_default_no_verify_context
 from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
 from influxdb_client.rest import ApiException
 from influxdb_client.service.write_service import WriteService
@@ -159,9 +155,10 @@ async def async_ssl_context(
         return True
 
     def _load() -> ssl.SSLContext:
-        context = client_context()
-        context.load_verify_locations(cafile=ca_cert)
-        return context
+        # A context of our own: Home Assistant's client contexts are shared (and
+        # cached on older releases), so loading a CA into one would make every
+        # integration trust it.
+        return ssl.create_default_context(cafile=ca_cert)
 
     try:
         return await hass.async_add_executor_job(_load)
