@@ -342,6 +342,7 @@ async def test_reconfigure_moves_to_another_database_keeping_the_password(
     assert entry.data["verify_ssl"] is False
     assert entry.data["password"] == influxdb_v1.admin_password
     assert entry.unique_id == f"{influxdb_v1.url}|other"
+    await hass.async_block_till_done()
     influxdb_v1.drop_database("other")
 
 

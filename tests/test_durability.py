@@ -104,7 +104,7 @@ spool.open()
 lines = [f"sensor,entity_id=sensor.crash value={n} {1_700_000_000_000_000_000 + n}"
          for n in range(100)]
 spool.append(lines)
-batch = spool.peek()
+[batch] = spool.peek()
 auth = base64.b64encode(sys.argv[4].encode()).decode()
 request = urllib.request.Request(
     sys.argv[3] + "/write?db=home&precision=ns",

@@ -35,6 +35,9 @@ from .writer import (
     WriteError,
 )
 
+# Two writes in flight: InfluxDB ingests about twice as fast as with one (measured
+# on 1.6.7), and more would only queue on a small machine.
+MAX_IN_FLIGHT: Final = 2
 BACKOFF_START: Final = 1.0
 BACKOFF_MAX: Final = 300.0
 
@@ -145,21 +148,53 @@ class Pipeline:
             await self._async_spool_memory()
 
     async def _async_drain_spool(self) -> None:
+        """Replay the spool, oldest first, ``MAX_IN_FLIGHT`` batches at a time."""
         while self._spool.batches:
-            batch = await self._hass.async_add_executor_job(self._spool.peek)
-            if batch is None:
+            batches = await self._hass.async_add_executor_job(
+                self._spool.peek, MAX_IN_FLIGHT
+            )
+            if not batches:
                 return
-            await self._async_write(batch.lines)
-            await self._hass.async_add_executor_job(self._spool.ack, batch.id)
-            self._stats.points_replayed += len(batch.lines)
+            results = await asyncio.gather(
+                *(self._async_write(batch.lines) for batch in batches),
+                return_exceptions=True,
+            )
+            written = [b for b, r in zip(batches, results, strict=True) if r is None]
+            if written:
+                await self._hass.async_add_executor_job(
+                    self._spool.ack, [batch.id for batch in written]
+                )
+                self._stats.points_replayed += sum(len(b.lines) for b in written)
+            _raise_first(results)
 
     async def _async_drain_memory(self) -> None:
+        """Write the memory queue, ``MAX_IN_FLIGHT`` batches at a time.
+
+        Batches leave the queue while they are written; any that is not confirmed
+        (an error, or cancellation at shutdown) goes back to its front, in order.
+        """
         queue = self._queue
         while queue:
-            count = min(self._batch_size, len(queue))
-            await self._async_write([queue[i] for i in range(count)])
-            for _ in range(count):
-                queue.popleft()
+            batches: list[list[str]] = []
+            while queue and len(batches) < MAX_IN_FLIGHT:
+                count = min(self._batch_size, len(queue))
+                batches.append([queue.popleft() for _ in range(count)])
+            results: list[BaseException | None] = [None] * len(batches)
+            finished = False
+            try:
+                results = await asyncio.gather(
+                    *(self._async_write(batch) for batch in batches),
+                    return_exceptions=True,
+                )
+                finished = True
+            finally:
+                # Cancelled mid-write, nobody knows what landed: requeue it all
+                # (a point written twice overwrites itself).
+                pairs = list(zip(batches, results, strict=True))
+                for batch, result in reversed(pairs):
+                    if not finished or result is not None:
+                        queue.extendleft(reversed(batch))
+            _raise_first(results)
 
     async def _async_spool_memory(self) -> None:
         """Move the memory queue to disk, a batch at a time."""
@@ -235,3 +270,10 @@ class Pipeline:
         self._paused = False
         self._retry_at = 0.0
         self._wakeup.set()
+
+
+def _raise_first(results: list[BaseException | None]) -> None:
+    """Re-raise the first failure of a batch of concurrent writes."""
+    for result in results:
+        if result is not None:
+            raise result

@@ -122,27 +122,29 @@ class Spool:
                 dropped += row[1]
             return dropped
 
-    def peek(self) -> SpooledBatch | None:
-        """The oldest batch, or None when the spool is empty."""
+    def peek(self, count: int = 1) -> list[SpooledBatch]:
+        """The oldest ``count`` batches (fewer when the spool holds fewer)."""
         with self._lock:
-            row = self._conn.execute(
-                "SELECT id, body FROM batches ORDER BY id LIMIT 1"
-            ).fetchone()
-        if row is None:
-            return None
-        return SpooledBatch(row[0], zlib.decompress(row[1]).decode().split("\n"))
+            rows = self._conn.execute(
+                "SELECT id, body FROM batches ORDER BY id LIMIT ?", (count,)
+            ).fetchall()
+        return [
+            SpooledBatch(row[0], zlib.decompress(row[1]).decode().split("\n"))
+            for row in rows
+        ]
 
-    def ack(self, batch_id: int) -> None:
-        """Forget a batch the server confirmed."""
+    def ack(self, batch_ids: list[int]) -> None:
+        """Forget batches the server confirmed."""
         with self._lock:
-            row = self._conn.execute(
-                "DELETE FROM batches WHERE id = ? RETURNING points, LENGTH(body)",
-                (batch_id,),
-            ).fetchone()
-            if row is not None:
-                self.batches -= 1
-                self.points -= row[0]
-                self.bytes -= row[1]
+            for batch_id in batch_ids:
+                row = self._conn.execute(
+                    "DELETE FROM batches WHERE id = ? RETURNING points, LENGTH(body)",
+                    (batch_id,),
+                ).fetchone()
+                if row is not None:
+                    self.batches -= 1
+                    self.points -= row[0]
+                    self.bytes -= row[1]
 
     def add_dead_letters(self, lines: list[str], error: str) -> None:
         """Set aside lines the server refused."""
