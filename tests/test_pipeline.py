@@ -419,6 +419,50 @@ async def test_v3_path_lands_in_the_native_api(
     ]
 
 
+async def test_compress_option_gzips_large_writes(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server, fake_influxdb: FakeInfluxDB
+) -> None:
+    """With ``compress``, large bodies travel gzipped and land on both the real
+    InfluxDB 1.x and the v2 API; without it, nothing is compressed."""
+    keep_note = {"attributes_include": ["note"]}
+    v1 = await _setup(hass, _v1_data(influxdb_v1), {**keep_note, "compress": True})
+    v2 = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="v2",
+        data={
+            "api_version": "2",
+            "url": fake_influxdb.url,
+            "token": "good-token",
+            "organization": "home-org",
+            "bucket": "home",
+            "verify_ssl": True,
+        },
+        options=keep_note,
+    )
+    v2.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(v2.entry_id)
+    await hass.async_block_till_done()
+
+    async def fire(first: int) -> None:
+        for value in range(first, first + 500):
+            hass.states.async_set("sensor.big", str(value), {"note": "x" * 200})
+        await _flush(hass, v1)
+        await _flush(hass, v2)
+
+    await fire(0)
+    assert fake_influxdb.gzipped == 0
+    assert len(fake_influxdb.points["home"]) == 500
+
+    hass.config_entries.async_update_entry(v2, options={**keep_note, "compress": True})
+    await hass.async_block_till_done()  # an options update reloads the entry
+    await fire(500)
+    assert fake_influxdb.gzipped >= 1
+    assert len(fake_influxdb.points["home"]) == 1000
+    assert (
+        influxdb_v1.rows("home", "SELECT count(value) FROM sensor")[0]["count"] == 1000
+    )
+
+
 HOSTILE = [
     "comma,space =equals",
     'quote"back\\slash',

@@ -61,6 +61,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
     """Start capturing; the spool holds everything while InfluxDB is unreachable."""
     writer = await _async_connect(hass, entry)
     options = IngestorOptions.from_entry_options(entry.options)
+    writer.compress = options.compress
     spool = Spool(spool_path(hass, entry), int(options.max_spool_mb * 1024 * 1024))
     await hass.async_add_executor_job(spool.open)
     stats = IngestorStats()

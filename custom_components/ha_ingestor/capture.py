@@ -124,12 +124,12 @@ class Capture:
             ):
                 self._stats.deduplicated += 1
                 return
-            line = self._builder.state_line(state)
+            point = self._builder.state_line(state)
         except Exception as err:
             self._invalid("state change", err)
             return
-        if line is not None:
-            self._pipeline.add(line)
+        if point is not None:
+            self._pipeline.add_point(*point)
 
     @callback
     def _on_event(self, event: Event[Any]) -> None:

@@ -368,6 +368,7 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Optional("mqtt_max_payload"): _number(16, 1_048_576),
         vol.Optional("max_spool_mb"): _number(0.01, 100_000, 0.01),
         vol.Optional("max_memory_points"): _number(100, 10_000_000),
+        vol.Optional("compress"): BooleanSelector(),
     }
 )
 

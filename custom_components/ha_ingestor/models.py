@@ -80,6 +80,8 @@ class IngestorOptions(BaseModel):
     max_spool_mb: float = Field(default=512, ge=0.01, le=100_000)
     max_memory_points: int = Field(default=100_000, ge=100, le=10_000_000)
     mqtt_max_payload: int = Field(default=4096, ge=16, le=1_048_576)
+    # gzip large write bodies: saves bandwidth to a remote server, costs CPU.
+    compress: bool = False
 
     @field_validator(
         "event_types",

@@ -93,13 +93,16 @@ class PointBuilder:
         self._time_text = ""
         self._attributes_cache: dict[str, tuple[Mapping[str, Any], str]] = {}
 
-    def state_line(self, state: State) -> str | None:
-        """The point for a new state; None when the entity is filtered out.
+    def state_line(self, state: State) -> tuple[str, str] | None:
+        """The point for a new state as (series key, rest of the line); None when
+        the entity is filtered out.
 
-        This runs for every state change in the house, so the field set is built
-        as one string from cached pieces: the entity's series key and constant
-        fields, the encoded attributes (reused while HA reuses the attributes
-        object), and the local-time fields (constant for 15 minutes).
+        This runs for every state change in the house, so the rest is built as one
+        string from cached pieces: the entity's constant fields, the encoded
+        attributes (reused while HA reuses the attributes object), and the
+        local-time fields (constant for 15 minutes). The series key, the longer
+        part, stays the entity's one cached string until the batch is written, so
+        a point held in memory costs only its own fields.
         """
         attributes = state.attributes
         info = self._enricher.entity(state.entity_id, attributes)
@@ -115,8 +118,8 @@ class PointBuilder:
             # Finite numbers only: NaN and inf are stored as state text alone.
             head = f"value={value!r},state=" if value - value == 0.0 else "state="
         context = state.context
-        return (
-            f"{info.series_key} {head}{self._string(text)}{info.static_fields}"
+        return info.series_key, (
+            f" {head}{self._string(text)}{info.static_fields}"
             f"{self._context_part(context)}"
             f"{self._time_part(state.last_updated_timestamp)}"
             f"{self._attribute_part(state.entity_id, attributes)}"

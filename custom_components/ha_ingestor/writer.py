@@ -19,19 +19,14 @@ from typing import Any
 import aiohttp
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.util.ssl import get_default_context, get_default_no_verify_context
-from influxdb_client.client.influxdb_client_async import InfluxDBClientAsync
-from influxdb_client.rest import ApiException
-from influxdb_client.service.write_service import WriteService
+from homeassistant.helpers.importlib import async_import_module
 from yarl import URL
 
 from .const import (
     API_V1,
     API_V2,
     CONF_API_VERSION,
-    CONF_BUCKET,
     CONF_DATABASE,
-    CONF_ORGANIZATION,
     CONF_PASSWORD,
     CONF_RETENTION_POLICY,
     CONF_SSL_CA_CERT,
@@ -43,8 +38,11 @@ from .const import (
 )
 
 MAX_MESSAGE_LENGTH = 500
-# Bodies above this are gzipped, in the executor: compressing a large batch on the
-# event loop would stall Home Assistant.
+# With the ``compress`` option, bodies above this are gzipped, in the executor:
+# compressing a large batch on the event loop would stall Home Assistant. It is off
+# by default: on a local network gzip costs the HA host more CPU than the bytes it
+# saves are worth (measured: about a quarter of the CPU per event, see
+# docs/benchmarks.md); for a remote server (InfluxDB Cloud) it saves bandwidth.
 GZIP_THRESHOLD = 64 * 1024
 
 
@@ -175,10 +173,11 @@ class InfluxWriter(ABC):
 
     def __init__(self, hass: HomeAssistant) -> None:
         self._hass = hass
+        self.compress = False
 
     async def async_write(self, body: bytes) -> None:
         """Write the body; return once the server confirmed it, or raise WriteError."""
-        if len(body) > GZIP_THRESHOLD:
+        if self.compress and len(body) > GZIP_THRESHOLD:
             compressed = await self._hass.async_add_executor_job(_gzip, body)
             await self._async_post(compressed, "gzip")
         else:
@@ -234,52 +233,6 @@ class _HttpWriter(InfluxWriter):
             raise CannotConnect(f"cannot reach server: {type(err).__name__}") from err
 
 
-class V2Writer(InfluxWriter):
-    """InfluxDB 2.x (and 3.x's v2-compatible API) via influxdb-client's async client.
-
-    The library builds its own aiohttp session (it cannot take Home Assistant's), so
-    it is closed with the writer.
-    """
-
-    def __init__(
-        self,
-        hass: HomeAssistant,
-        client: InfluxDBClientAsync,
-        bucket: str,
-        organization: str,
-    ) -> None:
-        super().__init__(hass)
-        self._client = client
-        # The write service is the client's own, used directly so a pre-compressed
-        # body can carry its Content-Encoding.
-        self._service = WriteService(client.api_client)  # type: ignore[no-untyped-call]
-        self._bucket = bucket
-        self._organization = organization
-
-    async def _async_post(self, body: bytes, encoding: str | None) -> None:
-        extra = {"content_encoding": encoding} if encoding else {}
-        try:
-            await self._service.post_write_async(  # type: ignore[no-untyped-call]
-                org=self._organization,
-                bucket=self._bucket,
-                body=body,
-                precision="ns",
-                content_type="text/plain; charset=utf-8",
-                _return_http_data_only=False,
-                **extra,
-            )
-        except ApiException as err:
-            body = err.body if isinstance(err.body, bytes) else str(err.body).encode()
-            raise write_error(int(err.status or 0), body, err.headers) from err
-        except aiohttp.ClientSSLError as err:
-            raise SslError(f"TLS error: {type(err).__name__}") from err
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise CannotConnect(f"cannot reach server: {type(err).__name__}") from err
-
-    async def async_close(self) -> None:
-        await self._client.close()  # type: ignore[no-untyped-call]
-
-
 async def async_create_writer(
     hass: HomeAssistant, data: Mapping[str, Any]
 ) -> InfluxWriter:
@@ -290,20 +243,13 @@ async def async_create_writer(
     )
     api_version = data[CONF_API_VERSION]
     if api_version == API_V2:
-        if isinstance(ssl_setting, ssl.SSLContext):
-            context = ssl_setting
-        elif ssl_setting:
-            context = get_default_context()
-        else:
-            context = get_default_no_verify_context()
-        client = InfluxDBClientAsync(
-            url=str(url),
-            token=data[CONF_TOKEN],
-            org=data[CONF_ORGANIZATION],
-            timeout=int(WRITE_TIMEOUT * 1000),
-            ssl_context=context,
+        # influxdb-client costs about 30 MB of memory once imported (measured), so
+        # only 2.x entries load it, in the executor.
+        module = await async_import_module(hass, f"{__package__}.writer_v2")
+        v2_writer: InfluxWriter = module.create_v2_writer(
+            hass, data, str(url), ssl_setting
         )
-        return V2Writer(hass, client, data[CONF_BUCKET], data[CONF_ORGANIZATION])
+        return v2_writer
 
     session = async_get_clientsession(hass, verify_ssl=data.get(CONF_VERIFY_SSL, True))
     headers = {"Content-Type": "text/plain; charset=utf-8"}
