@@ -142,13 +142,16 @@ def run(rounds: int, events: int, outage_seconds: float) -> dict[str, Any]:
     }
     results["outage_seconds"] = outage_seconds
 
-    spool: dict[str, list[float]] = {"spool": [], "replay": []}
+    spool: dict[str, list[float]] = {"spool": [], "replay": [], "server": []}
     for _ in range(rounds):
         measured = scenario("spool", "ingestor", "--events=100000")
         spool["spool"].append(measured["spool_points_per_s"])
         spool["replay"].append(measured["replay_points_per_s"])
+        server = scenario("ceiling", "ingestor", "--events=100000")
+        spool["server"].append(server["points_per_s"])
     results["spool_points_per_s"] = median(spool["spool"])
     results["replay_points_per_s"] = median(spool["replay"])
+    results["server_points_per_s"] = median(spool["server"])
     return results
 
 
@@ -227,7 +230,10 @@ def _analysis(results: dict[str, Any]) -> list[str]:
     if results["replay_points_per_s"] < 100_000:
         lines.append(
             f"Replay: {results['replay_points_per_s']:,.0f} points/s, target "
-            "100,000: InfluxDB 1.6.7 on the same 2 cores is what answers slower."
+            "100,000. InfluxDB 1.6.7 itself, on the same 2 cores, ingests "
+            f"{results['server_points_per_s']:,.0f} points/s of the same shape "
+            "from a bare client writing as HA Ingestor does (5,000 points a "
+            "request, two in flight): the server is the bound."
         )
     return lines
 
@@ -339,7 +345,7 @@ def render(
             "Replay from the spool (points/s)",
             "—",
             f"{results['replay_points_per_s']:,.0f}",
-            "",
+            f"InfluxDB alone: {results['server_points_per_s']:,.0f}",
             "≥ 100,000",
             _verdict(results["replay_points_per_s"] >= 100_000),
         ),

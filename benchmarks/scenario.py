@@ -168,6 +168,56 @@ class Target:
         return count, last_growth - start
 
 
+# A point as HA Ingestor writes it in these runs (see the spool mode's replay).
+POINT = (
+    "sensor,area=Room\\ {room},device=Meter\\ {n},device_class=power,"
+    "device_id=f6e1051c3fd2005f84c9fc7cf26c{n:04d},domain=sensor,"
+    "entity_id=sensor.power_{n},floor=Floor\\ {floor},integration=demo,"
+    "labels=Label\\ {label},manufacturer=Acme,model=M1,parent_device=Hub,"
+    "parent_device_id=ff9553eea2303dcdcd2f2d68be0e05df,unit=W "
+    'value={value},state="{value}",friendly_name="Power {n}",'
+    'context_id="01M8NKBGZZW8Q3VFKFXG30RH5T",hour=22,weekday=6,voltage=230.1,'
+    "current=0.5 {time}"
+)
+
+
+async def influxdb_ceiling(server: InfluxDB1Server, events: int) -> dict[str, Any]:
+    """What the server alone ingests: points like HA Ingestor's, 5,000 a request,
+    two requests in flight (as HA Ingestor writes), from a bare aiohttp client."""
+    server.create_database(DATABASE)
+    bodies = [
+        "\n".join(
+            POINT.format(
+                room=n % 20,
+                n=n % ENTITIES,
+                floor=n % 3,
+                label=n % 5,
+                value=n % 5000 / 10,
+                time=1_700_000_000_000_000_000 + n * 1000,
+            )
+            for n in range(start, min(start + 5000, events))
+        ).encode()
+        for start in range(0, events, 5000)
+    ]
+    headers = Target(server).headers
+    async with aiohttp.ClientSession() as session:
+
+        async def post(body: bytes) -> None:
+            async with session.post(
+                f"{server.url}/write",
+                params={"db": DATABASE, "precision": "ns"},
+                data=body,
+                headers=headers,
+            ) as response:
+                assert response.status == 204, await response.text()
+
+        began = time.monotonic()
+        for index in range(0, len(bodies), 2):
+            await asyncio.gather(*(post(body) for body in bodies[index : index + 2]))
+        seconds = time.monotonic() - began
+    return {"points_per_s": events / seconds}
+
+
 async def setup_integration(
     hass: HomeAssistant, kind: str, server: InfluxDB1Server, options: dict[str, Any]
 ) -> MockConfigEntry | None:
@@ -224,6 +274,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         server.create_database(DATABASE)
         # The harness has no network/zeroconf set up; HA's shared session then
         # needs a plain resolver (the server is 127.0.0.1 anyway).
+        if args.mode == "ceiling":
+            return await influxdb_ceiling(server, args.events)
         with patch(
             "homeassistant.helpers.aiohttp_client._async_make_resolver",
             return_value=_resolver(),
@@ -464,7 +516,7 @@ MODES = {
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=sorted(MODES))
+    parser.add_argument("mode", choices=sorted([*MODES, "ceiling"]))
     parser.add_argument("kind", choices=["baseline", "listener", "builtin", "ingestor"])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=1000)

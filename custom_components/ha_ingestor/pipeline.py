@@ -25,7 +25,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.util import dt as dt_util
 
 from .const import LOGGER
-from .spool import Spool
+from .spool import Spool, SpooledBatch
 from .stats import IngestorStats
 from .writer import (
     InfluxWriter,
@@ -155,24 +155,33 @@ class Pipeline:
             await self._async_spool_memory()
 
     async def _async_drain_spool(self) -> None:
-        """Replay the spool, oldest first, ``MAX_IN_FLIGHT`` batches at a time."""
-        while self._spool.batches:
-            batches = await self._hass.async_add_executor_job(
-                self._spool.peek, MAX_IN_FLIGHT
-            )
-            if not batches:
-                return
-            results = await asyncio.gather(
-                *(self._async_write(batch.lines) for batch in batches),
-                return_exceptions=True,
-            )
-            written = [b for b, r in zip(batches, results, strict=True) if r is None]
-            if written:
-                await self._hass.async_add_executor_job(
-                    self._spool.ack, [batch.id for batch in written]
+        """Replay the spool, oldest first, ``MAX_IN_FLIGHT`` batches at a time.
+
+        Spooled bodies are sent as stored, and the next batches are read from
+        disk while these are written (replay speed is what ends an outage).
+        """
+        if not self._spool.batches:
+            return
+        run, peek = self._hass.async_add_executor_job, self._spool.peek
+        batches = await run(peek, MAX_IN_FLIGHT, 0)
+        while batches:
+            upcoming = run(peek, MAX_IN_FLIGHT, batches[-1].id)
+            try:
+                results = await asyncio.gather(
+                    *(self._async_write_spooled(batch) for batch in batches),
+                    return_exceptions=True,
                 )
-                self._stats.points_replayed += sum(len(b.lines) for b in written)
-            _raise_first(results)
+                written = [
+                    b for b, r in zip(batches, results, strict=True) if r is None
+                ]
+                if written:
+                    await run(self._spool.ack, [batch.id for batch in written])
+                    self._stats.points_replayed += sum(b.points for b in written)
+                _raise_first(results)
+            except BaseException:
+                upcoming.cancel()
+                raise
+            batches = await upcoming
 
     async def _async_drain_memory(self) -> None:
         """Write the memory queue, ``MAX_IN_FLIGHT`` batches at a time.
@@ -221,14 +230,23 @@ class Pipeline:
                 )
                 self.hooks.spool_full(self._stats.dropped_points)
 
+    async def _async_write_spooled(self, batch: SpooledBatch) -> None:
+        await self._async_write_body(batch.body, batch.points, lambda: batch.lines)
+
     async def _async_write(self, batch: list[str]) -> None:
-        """Write a batch; a refused batch is split until only bad lines are left,
-        which go to the dead letters."""
         # A lone surrogate (HA keeps undecodable bytes that way) becomes "?".
         body = "\n".join(batch).encode("utf-8", "replace")
+        await self._async_write_body(body, len(batch), lambda: batch)
+
+    async def _async_write_body(
+        self, body: bytes, points: int, lines: Callable[[], list[str]]
+    ) -> None:
+        """Write a batch; a refused batch is split until only bad lines are left,
+        which go to the dead letters."""
         try:
             await self._writer.async_write(body)
         except Rejected as err:
+            batch = lines()
             if len(batch) == 1:
                 await self._hass.async_add_executor_job(
                     self._spool.add_dead_letters, batch, str(err)
@@ -244,7 +262,7 @@ class Pipeline:
             await self._async_write(batch[:middle])
             await self._async_write(batch[middle:])
             return
-        self._stats.points_written += len(batch)
+        self._stats.points_written += points
         self._stats.batches_written += 1
         self._stats.last_write = dt_util.utcnow()
 

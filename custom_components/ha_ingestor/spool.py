@@ -36,10 +36,16 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 
 @dataclass(frozen=True, slots=True)
 class SpooledBatch:
-    """One batch read back from the spool."""
+    """One batch read back from the spool: its body is sent as it was stored."""
 
     id: int
-    lines: list[str]
+    points: int
+    body: bytes
+
+    @property
+    def lines(self) -> list[str]:
+        """The batch's lines (needed only when the server refuses some)."""
+        return self.body.decode("utf-8", "replace").split("\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,16 +128,15 @@ class Spool:
                 dropped += row[1]
             return dropped
 
-    def peek(self, count: int = 1) -> list[SpooledBatch]:
-        """The oldest ``count`` batches (fewer when the spool holds fewer)."""
+    def peek(self, count: int = 1, after: int = 0) -> list[SpooledBatch]:
+        """The oldest ``count`` batches with an id above ``after`` (fewer when the
+        spool holds fewer)."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, body FROM batches ORDER BY id LIMIT ?", (count,)
+                "SELECT id, points, body FROM batches WHERE id > ? ORDER BY id LIMIT ?",
+                (after, count),
             ).fetchall()
-        return [
-            SpooledBatch(row[0], zlib.decompress(row[1]).decode().split("\n"))
-            for row in rows
-        ]
+        return [SpooledBatch(row[0], row[1], zlib.decompress(row[2])) for row in rows]
 
     def ack(self, batch_ids: list[int]) -> None:
         """Forget batches the server confirmed."""
