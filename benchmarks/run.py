@@ -190,7 +190,8 @@ def _analysis(results: dict[str, Any]) -> list[str]:
     if cpu["ratio"] > 1 / 3:
         lines.append(
             f"CPU per event: {cpu['ratio']:.2f}x the built-in's, target 0.33x "
-            f"({cpu['ingestor'] - cpu['builtin'] / 3:.1f} µs/event too many). "
+            f"(about {(cpu['ratio'] - 1 / 3) * cpu['builtin']:.1f} µs/event too "
+            "many). "
             f"{cpu['listener']:.1f} µs of every figure is Home Assistant's own work "
             "once any `state_changed` listener exists (an `Event` per change, tied "
             "to its `Context` in a reference cycle left to the garbage collector); a "

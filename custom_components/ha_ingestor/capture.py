@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from homeassistant.components import mqtt
 from homeassistant.config_entries import (
     SIGNAL_CONFIG_ENTRY_CHANGED,
     ConfigEntry,
@@ -28,6 +27,9 @@ from .models import IngestorOptions
 from .pipeline import Pipeline
 from .points import PointBuilder
 from .stats import IngestorStats
+
+if TYPE_CHECKING:
+    from homeassistant.components.mqtt import ReceiveMessage
 
 MQTT_DOMAIN = "mqtt"
 
@@ -143,7 +145,7 @@ class Capture:
             self._pipeline.add(line)
 
     @callback
-    def _on_mqtt_message(self, message: mqtt.ReceiveMessage) -> None:
+    def _on_mqtt_message(self, message: ReceiveMessage) -> None:
         self._stats.events_received += 1
         now = time.time()
         try:
@@ -173,6 +175,9 @@ class Capture:
             self._mqtt_unsubs.clear()
 
     async def _async_subscribe_mqtt(self) -> None:
+        # Imported here, once MQTT is loaded: without MQTT it costs nothing.
+        from homeassistant.components import mqtt
+
         for topic in self._options.mqtt_topics:
             try:
                 self._mqtt_unsubs.append(

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from homeassistant.components.mqtt.util import valid_subscribe_topic
 from homeassistant.config_entries import (
     ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlow,
 )
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers.importlib import async_import_module
 from homeassistant.helpers.selector import (
     AreaSelector,
     AreaSelectorConfig,
@@ -298,7 +298,7 @@ class HaIngestorOptionsFlow(OptionsFlow):
         """Edit what is captured and how it is batched."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            options, errors = _validate_options(user_input)
+            options, errors = await _async_validate_options(self.hass, user_input)
             if options is not None:
                 return self.async_create_entry(data=options.model_dump(mode="json"))
         current = IngestorOptions.from_entry_options(self.config_entry.options)
@@ -373,15 +373,18 @@ OPTIONS_SCHEMA = vol.Schema(
 )
 
 
-def _validate_options(
-    user_input: dict[str, Any],
+async def _async_validate_options(
+    hass: HomeAssistant, user_input: dict[str, Any]
 ) -> tuple[IngestorOptions | None, dict[str, str]]:
     """Check options; errors land on the field they concern."""
-    for topic in user_input.get(CONF_MQTT_TOPICS, []):
-        try:
-            valid_subscribe_topic(topic)
-        except vol.Invalid:
-            return None, {CONF_MQTT_TOPICS: "invalid_topic"}
+    if topics := user_input.get(CONF_MQTT_TOPICS):
+        # MQTT's code (about 2.4 MB once imported) loads only when it is used.
+        util = await async_import_module(hass, "homeassistant.components.mqtt.util")
+        for topic in topics:
+            try:
+                util.valid_subscribe_topic(topic)
+            except vol.Invalid:
+                return None, {CONF_MQTT_TOPICS: "invalid_topic"}
     try:
         return IngestorOptions.model_validate(user_input), {}
     except ValidationError as err:

@@ -101,27 +101,34 @@ class Pipeline:
     @callback
     def add(self, line: str) -> None:
         """Queue one line; never blocks and never raises."""
-        self.add_point("", line)
+        self.add_point("", "", line)
 
     @callback
-    def add_point(self, series_key: str, rest: str) -> None:
-        """Queue a point given as its series key and the rest of its line."""
+    def add_point(self, series_key: str, shared: str, own: str) -> None:
+        """Queue a point given as pieces of its line: two strings shared with
+        other points of its entity, and its own."""
         queue = self._queue
         queue.keys.append(series_key)
-        queue.rests.append(rest)
+        queue.shared.append(shared)
+        queue.rests.append(own)
         self._stats.points_queued += 1
         if len(queue.rests) >= self._batch_size or len(queue.rests) > self._max_memory:
             self._wakeup.set()
 
     async def async_run(self) -> None:
         """Consumer task: flush on a full batch or every flush interval."""
+        loop = self._hass.loop
+        next_flush = loop.time() + self._flush_interval
         while True:
             try:
-                async with asyncio.timeout(self._flush_interval):
+                async with asyncio.timeout_at(next_flush):
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
             self._wakeup.clear()
+            # The interval counts from the start of a flush: no point waits
+            # longer than one interval plus its write.
+            next_flush = loop.time() + self._flush_interval
             await self.async_flush()
 
     async def async_flush(self, *, force: bool = False) -> bool:
@@ -300,17 +307,19 @@ class Pipeline:
 class LineQueue:
     """Lines waiting in memory, oldest first.
 
-    A state point waits as its entity's series key (one cached string shared by
-    all its points) and the rest of its line, in two parallel deques of strings;
-    other lines wait with an empty key. Holding 100,000 points then costs their
-    own fields only, and no per-point tuple: tuples are tracked by the garbage
-    collector, and one per point measurably cost CPU per event.
+    A state point waits as three pieces of its line in parallel deques of
+    strings: its entity's series key and rarely changing fields (cached strings
+    shared by the entity's points) and its own fields; other lines wait whole,
+    with empty shared pieces. Holding 100,000 points then costs their own fields
+    only, and no per-point tuple: tuples are tracked by the garbage collector,
+    and one per point measurably cost CPU per event.
     """
 
-    __slots__ = ("keys", "rests")
+    __slots__ = ("keys", "rests", "shared")
 
     def __init__(self) -> None:
         self.keys: deque[str] = deque()
+        self.shared: deque[str] = deque()
         self.rests: deque[str] = deque()
 
     def __len__(self) -> int:
@@ -318,12 +327,13 @@ class LineQueue:
 
     def take(self, count: int) -> list[str]:
         """The first ``count`` lines, removed, as text."""
-        key, rest = self.keys.popleft, self.rests.popleft
-        return [key() + rest() for _ in range(count)]
+        key, shared, rest = self.keys.popleft, self.shared.popleft, self.rests.popleft
+        return [key() + shared() + rest() for _ in range(count)]
 
     def put_back(self, lines: list[str]) -> None:
         """Return lines to the front of the queue, in their order."""
         self.keys.extendleft(repeat("", len(lines)))
+        self.shared.extendleft(repeat("", len(lines)))
         self.rests.extendleft(reversed(lines))
 
 

@@ -16,7 +16,7 @@ from typing import Any, Final
 from homeassistant.core import Context, Event, State
 from homeassistant.helpers.json import json_bytes
 
-from .enrichment import Enricher
+from .enrichment import Enricher, EntityInfo
 from .line_protocol import LineEncoder
 from .models import IngestedEvent, IngestorOptions
 from .stats import IngestorStats
@@ -91,21 +91,24 @@ class PointBuilder:
         self._string = encoder.string
         self._time_bucket = -1
         self._time_text = ""
-        self._attributes_cache: dict[str, tuple[Mapping[str, Any], str]] = {}
+        self._shared_cache: dict[
+            str, tuple[Mapping[str, Any], EntityInfo, int, str]
+        ] = {}
 
-    def state_line(self, state: State) -> tuple[str, str] | None:
-        """The point for a new state as (series key, rest of the line); None when
-        the entity is filtered out.
+    def state_line(self, state: State) -> tuple[str, str, str] | None:
+        """The point for a new state as three pieces whose concatenation is its
+        line; None when the entity is filtered out.
 
-        This runs for every state change in the house, so the rest is built as one
-        string from cached pieces: the entity's constant fields, the encoded
-        attributes (reused while HA reuses the attributes object), and the
-        local-time fields (constant for 15 minutes). The series key, the longer
-        part, stays the entity's one cached string until the batch is written, so
-        a point held in memory costs only its own fields.
+        This runs for every state change in the house. The first two pieces are
+        cached strings shared by the entity's points: its series key, and the
+        fields that rarely change (friendly name; encoded attributes, reused
+        while HA reuses the attributes object; local-time fields, constant for
+        15 minutes). Only the third is built per point: value, state, context
+        and timestamp. A point held in memory costs just that third piece.
         """
+        entity_id = state.entity_id
         attributes = state.attributes
-        info = self._enricher.entity(state.entity_id, attributes)
+        info = self._enricher.entity(entity_id, attributes)
         if not info.included:
             self._stats.filtered += 1
             return None
@@ -113,18 +116,49 @@ class PointBuilder:
         try:
             value = float(text)
         except ValueError:
-            head = "state="
+            head = ",state="
         else:
             # Finite numbers only: NaN and inf are stored as state text alone.
-            head = f"value={value!r},state=" if value - value == 0.0 else "state="
-        context = state.context
-        return info.series_key, (
-            f" {head}{self._string(text)}{info.static_fields}"
-            f"{self._context_part(context)}"
-            f"{self._time_part(state.last_updated_timestamp)}"
-            f"{self._attribute_part(state.entity_id, attributes)}"
-            f" {nanoseconds(state.last_updated)}"
+            head = f",value={value!r},state=" if value - value == 0.0 else ",state="
+        return (
+            info.series_key,
+            self._shared_fields(
+                entity_id, info, attributes, state.last_updated_timestamp
+            ),
+            f"{head}{self._string(text)}{self._context_part(state.context)}"
+            f" {nanoseconds(state.last_updated)}",
         )
+
+    def _shared_fields(
+        self,
+        entity_id: str,
+        info: EntityInfo,
+        attributes: Mapping[str, Any],
+        timestamp: float,
+    ) -> str:
+        """The entity's rarely changing fields, cached: the line's second piece,
+        `` friendly_name=…,hour=…,weekday=…,<attributes>``."""
+        bucket = int(timestamp // 900)
+        cached = self._shared_cache.get(entity_id)
+        if (
+            cached is not None
+            and cached[0] is attributes
+            and cached[1] is info
+            and cached[2] == bucket
+        ):
+            return cached[3]
+        if bucket != self._time_bucket:
+            hour, weekday = self._enricher.local_time(timestamp)
+            self._time_bucket = bucket
+            self._time_text = f",hour={hour},weekday={weekday}"
+        encoded = self._encoder.fields(dict(self._attribute_fields(attributes)))
+        if encoded:
+            encoded = f",{encoded}"
+        fields = f"{info.static_fields}{self._time_text}{encoded}"
+        # The time fields are always there, so ``fields`` starts with a comma.
+        shared = f" {fields[1:]}"
+        self._shared_cache[entity_id] = (attributes, info, bucket, shared)
+        return shared
 
     def _context_part(self, context: Context) -> str:
         string = self._string
@@ -135,23 +169,6 @@ class PointBuilder:
             part += f",user={string(self._enricher.user_name(context.user_id) or '')}"
         if (automation := self._enricher.caused_by(context)) is not None:
             part += f",automation={string(automation)}"
-        return part
-
-    def _time_part(self, timestamp: float) -> str:
-        bucket = int(timestamp // 900)
-        if bucket != self._time_bucket:
-            hour, weekday = self._enricher.local_time(timestamp)
-            self._time_bucket = bucket
-            self._time_text = f",hour={hour},weekday={weekday}"
-        return self._time_text
-
-    def _attribute_part(self, entity_id: str, attributes: Mapping[str, Any]) -> str:
-        cached = self._attributes_cache.get(entity_id)
-        if cached is not None and cached[0] is attributes:
-            return cached[1]
-        encoded = self._encoder.fields(dict(self._attribute_fields(attributes)))
-        part = f",{encoded}" if encoded else ""
-        self._attributes_cache[entity_id] = (attributes, part)
         return part
 
     def _context_fields(self, fields: dict[str, Any], context: Any) -> None:
