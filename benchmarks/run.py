@@ -203,9 +203,10 @@ def _analysis(results: dict[str, Any]) -> list[str]:
             f"Throughput: {thr['ingestor']:,.0f} events/s, {thr['ratio']:.1f}x the "
             f"built-in's; target 50,000 events/s and 3x. Home Assistant itself, "
             "with one listener that does nothing, fires at most "
-            f"{thr['listener']:,.0f} state changes/s on this machine, and InfluxDB "
-            "shares its 2 cores: the ceiling is HA's state machine, not the "
-            "delivery."
+            f"{thr['listener']:,.0f} state changes/s on this machine (InfluxDB "
+            "shares its 2 cores), so 50,000 is out of reach here whatever listens; "
+            "the rest of the gap is HA Ingestor's own work on the event loop (the "
+            "CPU line above) and InfluxDB's ingest rate (the replay line below)."
         )
     latency = results["latency"]["ingestor"]["p99_ms"]
     if latency > 1050:
@@ -402,8 +403,18 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--outage-seconds", type=float, default=60)
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--render-only",
+        action="store_true",
+        help="measure nothing: rewrite the document from the raw medians it holds",
+    )
     args = parser.parse_args()
-    results = run(args.rounds, args.events, args.outage_seconds)
+    if args.render_only:
+        text = Path(args.output).read_text()
+        raw = text.split("```json\n", 1)[1].split("\n```", 1)[0]
+        results = json.loads(raw)
+    else:
+        results = run(args.rounds, args.events, args.outage_seconds)
     Path(args.output).parent.mkdir(exist_ok=True)
     Path(args.output).write_text(render(results, versions(), args))
     print(f"wrote {args.output}")
