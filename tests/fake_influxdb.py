@@ -17,6 +17,7 @@ import contextlib
 from dataclasses import dataclass, field
 import math
 import ssl
+from typing import Any
 
 from aiohttp import web
 
@@ -199,6 +200,27 @@ class FakeInfluxDB:
     def _authorized(self, request: web.Request, schemes: tuple[str, ...]) -> bool:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         return scheme in schemes and token in self.tokens
+
+    def v2_entry_data(self) -> dict[str, Any]:
+        """Config entry data for its 2.x API: good token, ``home-org``, ``home``."""
+        return {
+            "api_version": "2",
+            "url": self.url,
+            "token": "good-token",
+            "organization": "home-org",
+            "bucket": "home",
+            "verify_ssl": True,
+        }
+
+    def v3_entry_data(self) -> dict[str, Any]:
+        """Config entry data for its 3 API: good token, database ``home``."""
+        return {
+            "api_version": "3",
+            "url": self.url,
+            "token": "good-token",
+            "database": "home",
+            "verify_ssl": True,
+        }
 
     async def _common(self, request: web.Request) -> web.Response | None:
         self.requests += 1

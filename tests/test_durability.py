@@ -165,14 +165,7 @@ async def test_refused_token_pauses_reauths_and_then_delivers_everything(
         domain=DOMAIN,
         title="home",
         unique_id=f"{fake_influxdb.url}|home",
-        data={
-            "api_version": "2",
-            "url": fake_influxdb.url,
-            "token": "good-token",
-            "organization": "home-org",
-            "bucket": "home",
-            "verify_ssl": True,
-        },
+        data=fake_influxdb.v2_entry_data(),
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -298,13 +291,7 @@ async def test_slow_server_never_stalls_home_assistant(
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id="slow",
-        data={
-            "api_version": "3",
-            "url": fake_influxdb.url,
-            "token": "good-token",
-            "database": "home",
-            "verify_ssl": True,
-        },
+        data=fake_influxdb.v3_entry_data(),
         options={"flush_interval": 0.2, "batch_size": 100},
     )
     entry.add_to_hass(hass)

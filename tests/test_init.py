@@ -74,13 +74,7 @@ async def test_options_change_reloads_the_entry(
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id=f"{fake_influxdb.url}|home",
-        data={
-            "api_version": "3",
-            "url": fake_influxdb.url,
-            "token": "good-token",
-            "database": "home",
-            "verify_ssl": True,
-        },
+        data=fake_influxdb.v3_entry_data(),
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)

@@ -399,13 +399,7 @@ async def test_v3_path_lands_in_the_native_api(
     """InfluxDB 3's /api/v3/write_lp receives every point."""
     entry = await _setup(
         hass,
-        {
-            "api_version": "3",
-            "url": fake_influxdb.url,
-            "token": "good-token",
-            "database": "home",
-            "verify_ssl": True,
-        },
+        fake_influxdb.v3_entry_data(),
     )
     hass.states.async_set("switch.pump", "on")
     hass.states.async_set("switch.pump", "off")
@@ -429,14 +423,7 @@ async def test_compress_option_gzips_large_writes(
     v2 = MockConfigEntry(
         domain=DOMAIN,
         unique_id="v2",
-        data={
-            "api_version": "2",
-            "url": fake_influxdb.url,
-            "token": "good-token",
-            "organization": "home-org",
-            "bucket": "home",
-            "verify_ssl": True,
-        },
+        data=fake_influxdb.v2_entry_data(),
         options=keep_note,
     )
     v2.add_to_hass(hass)
@@ -614,13 +601,7 @@ async def test_retry_after_is_honoured_without_hammering(
     to the spool, and a forced flush (the service) delivers it."""
     entry = await _setup(
         hass,
-        {
-            "api_version": "3",
-            "url": fake_influxdb.url,
-            "token": "good-token",
-            "database": "home",
-            "verify_ssl": True,
-        },
+        fake_influxdb.v3_entry_data(),
     )
     fake_influxdb.fail_next(429, retry_after=120)
     hass.states.async_set("sensor.busy", "1")
