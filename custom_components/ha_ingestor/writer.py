@@ -41,8 +41,9 @@ MAX_MESSAGE_LENGTH = 500
 # With the ``compress`` option, bodies above this are gzipped, in the executor:
 # compressing a large batch on the event loop would stall Home Assistant. It is off
 # by default: on a local network gzip costs the HA host more CPU than the bytes it
-# saves are worth (measured: about a quarter of the CPU per event, see
-# docs/benchmarks.md); for a remote server (InfluxDB Cloud) it saves bandwidth.
+# saves are worth (measured with benchmarks/scenario.py, runs interleaved: about
+# 6 us of CPU per event at level 1); for a remote server (InfluxDB Cloud) it saves
+# bandwidth.
 GZIP_THRESHOLD = 64 * 1024
 
 
