@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 import inspect
 from typing import Any
 from unittest.mock import patch
@@ -18,10 +19,12 @@ from homeassistant.helpers import (
     label_registry as lr,
 )
 from homeassistant.setup import async_setup_component
+from hypothesis import given, strategies as st
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry, MockUser
 
 from custom_components.ha_ingestor.const import DOMAIN
+from custom_components.ha_ingestor.points import nanoseconds, timestamp_nanoseconds
 
 from .fake_influxdb import FakeInfluxDB
 from .servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
@@ -208,18 +211,44 @@ async def test_state_changes_land_enriched_in_influxdb_1x(
 async def test_point_timestamp_is_last_updated_in_nanoseconds(
     hass: HomeAssistant, influxdb_v1: InfluxDB1Server
 ) -> None:
-    """The point's time is the state's last_updated, to the nanosecond."""
+    """The point's time is the state's last_updated, to the nanosecond, also
+    when HA's float timestamp lies exactly between two microseconds."""
     entry = await _setup(hass, _v1_data(influxdb_v1))
-    hass.states.async_set("light.kitchen", "on", {"brightness": 128})
+    # 7,812.5 µs past the second, exactly representable: last_updated rounds
+    # it half to even.
+    hass.states.async_set(
+        "light.kitchen", "on", {"brightness": 128}, timestamp=1_700_000_000.0078125
+    )
     await _flush(hass, entry)
     state = hass.states.get("light.kitchen")
     assert state is not None
+    assert state.last_updated.microsecond == 7812
     [row] = influxdb_v1.rows("home", "SELECT * FROM light")
-    expected_ns = round(state.last_updated.timestamp() * 1_000_000) * 1000
-    assert row["time"] == expected_ns
+    assert row["time"] == 1_700_000_000_007_812_000
     assert row["state"] == "on"
     assert row["brightness"] == 128.0
     assert "value" not in row or row["value"] is None
+
+
+@given(
+    timestamp=st.floats(min_value=-(2**34), max_value=2**37),
+    # Until 2242 a float timestamp resolves a microsecond (HA's own limit).
+    moment=st.datetimes(
+        min_value=datetime(1900, 1, 1),
+        max_value=datetime(2242, 1, 1),
+        timezones=st.just(UTC),
+    ),
+)
+def test_point_time_is_last_updated_for_any_timestamp(
+    timestamp: float, moment: datetime
+) -> None:
+    """Points take their time from HA's float timestamp; it must give exactly the
+    microsecond of ``last_updated``, whether HA derived that datetime from the
+    float or the float from the datetime."""
+    assert timestamp_nanoseconds(timestamp) == nanoseconds(
+        datetime.fromtimestamp(timestamp, UTC)
+    )
+    assert timestamp_nanoseconds(moment.timestamp()) == nanoseconds(moment)
 
 
 async def test_unavailable_is_recorded_as_state_without_value(

@@ -58,6 +58,11 @@ class EntityInfo:
     # The attributes object last seen: HA reuses it while attributes do not change,
     # so an identity check skips even the comparison above.
     attributes: Mapping[str, Any] | None = None
+    # The points' rarely changing fields (see PointBuilder.state_line), encoded
+    # from these attributes within this 15-minute bucket of UTC time.
+    shared_fields: str = ""
+    shared_attributes: Mapping[str, Any] | None = None
+    shared_bucket: int = -1
 
 
 def _attribute_key(attributes: Mapping[str, Any]) -> tuple[Any, Any, Any]:

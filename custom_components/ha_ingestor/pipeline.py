@@ -16,7 +16,6 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import repeat
 import random
 import time
 from typing import Final
@@ -74,9 +73,14 @@ class Pipeline:
         self._stats = stats
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._max_memory = max_memory_points
         self.hooks = hooks or PipelineHooks()
         self._queue = LineQueue()
+        self._add_key = self._queue.keys.append
+        self._add_shared = self._queue.shared.append
+        self._add_own = self._queue.rests.append
+        self._owns = self._queue.rests
+        # A full batch, or more than memory may hold, wakes the consumer.
+        self._wake_at = min(batch_size, max_memory_points + 1)
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
         self._backoff = 0.0
@@ -106,13 +110,13 @@ class Pipeline:
     @callback
     def add_point(self, series_key: str, shared: str, own: str) -> None:
         """Queue a point given as pieces of its line: two strings shared with
-        other points of its entity, and its own."""
-        queue = self._queue
-        queue.keys.append(series_key)
-        queue.shared.append(shared)
-        queue.rests.append(own)
+        other points of its entity, and its own. Runs for every event: the
+        deques' methods are bound once, in ``__init__``."""
+        self._add_key(series_key)
+        self._add_shared(shared)
+        self._add_own(own)
         self._stats.points_queued += 1
-        if len(queue.rests) >= self._batch_size or len(queue.rests) > self._max_memory:
+        if len(self._owns) >= self._wake_at:
             self._wakeup.set()
 
     async def async_run(self) -> None:
@@ -198,7 +202,7 @@ class Pipeline:
         """
         queue = self._queue
         while queue:
-            batches: list[list[str]] = []
+            batches: list[QueuedBatch] = []
             while queue and len(batches) < MAX_IN_FLIGHT:
                 count = min(self._batch_size, len(queue))
                 batches.append(queue.take(count))
@@ -206,7 +210,10 @@ class Pipeline:
             finished = False
             try:
                 results = await asyncio.gather(
-                    *(self._async_write(batch) for batch in batches),
+                    *(
+                        self._async_write_body(batch.body(), len(batch), batch.lines)
+                        for batch in batches
+                    ),
                     return_exceptions=True,
                 )
                 finished = True
@@ -224,8 +231,9 @@ class Pipeline:
         queue = self._queue
         while queue:
             count = min(self._batch_size, len(queue))
-            lines = queue.take(count)
-            dropped = await self._hass.async_add_executor_job(self._spool.append, lines)
+            dropped = await self._hass.async_add_executor_job(
+                self._spool.append, queue.take(count).lines()
+            )
             self._stats.points_spooled += count
             if dropped:
                 self._stats.dropped_points += dropped
@@ -240,10 +248,10 @@ class Pipeline:
     async def _async_write_spooled(self, batch: SpooledBatch) -> None:
         await self._async_write_body(batch.body, batch.points, lambda: batch.lines)
 
-    async def _async_write(self, batch: list[str]) -> None:
+    async def _async_write_lines(self, lines: list[str]) -> None:
         # A lone surrogate (HA keeps undecodable bytes that way) becomes "?".
-        body = "\n".join(batch).encode("utf-8", "replace")
-        await self._async_write_body(body, len(batch), lambda: batch)
+        body = "\n".join(lines).encode("utf-8", "replace")
+        await self._async_write_body(body, len(lines), lambda: lines)
 
     async def _async_write_body(
         self, body: bytes, points: int, lines: Callable[[], list[str]]
@@ -266,8 +274,8 @@ class Pipeline:
                 )
                 return
             middle = len(batch) // 2
-            await self._async_write(batch[:middle])
-            await self._async_write(batch[middle:])
+            await self._async_write_lines(batch[:middle])
+            await self._async_write_lines(batch[middle:])
             return
         self._stats.points_written += points
         self._stats.batches_written += 1
@@ -325,16 +333,53 @@ class LineQueue:
     def __len__(self) -> int:
         return len(self.rests)
 
-    def take(self, count: int) -> list[str]:
-        """The first ``count`` lines, removed, as text."""
-        key, shared, rest = self.keys.popleft, self.shared.popleft, self.rests.popleft
-        return [key() + shared() + rest() for _ in range(count)]
+    def take(self, count: int) -> QueuedBatch:
+        """The first ``count`` points, removed."""
+        keys, shared, rests = self.keys, self.shared, self.rests
+        return QueuedBatch(
+            [keys.popleft() for _ in range(count)],
+            [shared.popleft() for _ in range(count)],
+            [rests.popleft() for _ in range(count)],
+        )
 
-    def put_back(self, lines: list[str]) -> None:
-        """Return lines to the front of the queue, in their order."""
-        self.keys.extendleft(repeat("", len(lines)))
-        self.shared.extendleft(repeat("", len(lines)))
-        self.rests.extendleft(reversed(lines))
+    def put_back(self, batch: QueuedBatch) -> None:
+        """Return a batch to the front of the queue, in its order."""
+        self.keys.extendleft(reversed(batch.keys))
+        self.shared.extendleft(reversed(batch.shared))
+        self.rests.extendleft(reversed(batch.rests))
+
+
+@dataclass(slots=True)
+class QueuedBatch:
+    """Points taken from the queue, still in pieces."""
+
+    keys: list[str]
+    shared: list[str]
+    rests: list[str]
+
+    def __len__(self) -> int:
+        return len(self.rests)
+
+    def body(self) -> bytes:
+        """The request body, joined in one pass: every line's pieces and its
+        newline go in one list, so no line is built as a string of its own
+        (measured: about half the cost of joining whole lines)."""
+        count = len(self.rests)
+        parts = ["\n"] * (4 * count)
+        parts[0::4] = self.keys
+        parts[1::4] = self.shared
+        parts[2::4] = self.rests
+        # A lone surrogate (HA keeps undecodable bytes that way) becomes "?".
+        return "".join(parts).encode("utf-8", "replace")
+
+    def lines(self) -> list[str]:
+        """The points as whole lines (to split a refused batch, or to spool)."""
+        return [
+            key + shared + rest
+            for key, shared, rest in zip(
+                self.keys, self.shared, self.rests, strict=True
+            )
+        ]
 
 
 def _raise_first(results: list[BaseException | None]) -> None:
