@@ -57,9 +57,9 @@ def timestamp_nanoseconds(timestamp: float) -> int:
 
     Home Assistant derives a state's ``last_updated`` from its
     ``last_updated_timestamp`` that way, so this equals
-    ``nanoseconds(state.last_updated)`` at a third of the cost: the same split
-    into whole and fractional seconds, the same multiplication, the same
-    round-half-even.
+    ``nanoseconds(state.last_updated)`` without datetime arithmetic (measured
+    here: about a third less per point): the same split into whole and
+    fractional seconds, the same multiplication, the same round-half-even.
     """
     whole = int(timestamp)
     return whole * 1_000_000_000 + round((timestamp - whole) * 1e6) * 1000
