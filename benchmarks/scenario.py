@@ -236,10 +236,10 @@ class GcClock:
 async def settle(hass: HomeAssistant) -> None:
     """Start a measurement from a quiet loop and a collected heap.
 
-    A full garbage collection here takes 0.5 s (Home Assistant's heap, and the
-    ``Event``/``Context`` cycles of every state change), so whether one more
-    falls inside a window is most of the run-to-run noise; collecting first
-    gives every configuration the same starting point.
+    A full garbage collection here takes about 0.5 s (Home Assistant's heap,
+    and the ``Event``/``Context`` cycles of every state change); collecting
+    first gives every configuration the same starting point. (It did not
+    measurably narrow the spread between rounds: the machine is the noise.)
     """
     await hass.async_block_till_done()
     gc.collect()
