@@ -16,6 +16,7 @@ import logging
 import math
 from pathlib import Path
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -319,6 +320,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             return await _measure_in_hass(args, server, config_dir)
     finally:
         server.cleanup()
+        shutil.rmtree(config_dir, ignore_errors=True)
 
 
 async def _measure_in_hass(
