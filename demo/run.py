@@ -23,13 +23,11 @@ from datetime import UTC, datetime
 import json
 from pathlib import Path
 import random
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
+import urllib.request
 
 import aiohttp
 from paho.mqtt import publish
@@ -37,7 +35,7 @@ from paho.mqtt import publish
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import InfluxDB1Server, MosquittoServer, free_port
+from tests.servers import InfluxDB1Server, MosquittoServer, _Server
 
 DATABASE = "home"
 OWNER = {"name": "Demo", "username": "demo", "password": "demo-password"}
@@ -207,44 +205,35 @@ class Readings:
         return messages
 
 
-class HomeAssistantProcess:
-    """``hass`` from this virtualenv, with a fresh configuration directory."""
+class HomeAssistantProcess(_Server):
+    """``hass`` from this virtualenv, in a fresh configuration directory; started,
+    stopped by its pid and cleaned up like the tests' servers."""
 
-    def __init__(self, config_dir: Path, port: int) -> None:
-        self.config_dir = config_dir
-        self.url = f"http://127.0.0.1:{port}"
-        components = config_dir / "custom_components"
-        components.mkdir(parents=True)
+    name = "hass"
+    startup_timeout = 180.0
+    stop_timeout = 60.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url = f"http://127.0.0.1:{self.port}"
+        components = self.tmp / "custom_components"
+        components.mkdir()
         (components / "ha_ingestor").symlink_to(
             ROOT / "custom_components" / "ha_ingestor"
         )
-        (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(port=port))
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        hass = Path(sys.executable).parent / "hass"
-        # --skip-pip: the test virtualenv already has every requirement.
-        self.process = subprocess.Popen(
-            [str(hass), "--config", str(self.config_dir), "--skip-pip"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        (self.tmp / "configuration.yaml").write_text(
+            CONFIGURATION.format(port=self.port)
         )
 
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+    def _command(self) -> list[str]:
+        hass = Path(sys.executable).parent / "hass"
+        # --skip-pip: .venv-demo already has every requirement.
+        return [str(hass), "--config", str(self.tmp), "--skip-pip"]
 
-    def log_tail(self) -> str:
-        log = self.config_dir / "home-assistant.log"
-        return log.read_text()[-3000:] if log.exists() else "(no log)"
+    def _ready(self) -> bool:
+        # Onboarding answers once the HTTP server is up, before anyone logs in.
+        with urllib.request.urlopen(f"{self.url}/api/onboarding", timeout=2):
+            return True
 
 
 class Api:
@@ -256,18 +245,6 @@ class Api:
         self.token = ""
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._id = 0
-
-    async def wait_until_up(self, process: HomeAssistantProcess) -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if process.process is None or process.process.poll() is not None:
-                raise RuntimeError(f"hass exited:\n{process.log_tail()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with self.session.get(f"{self.url}/api/onboarding") as response:
-                    if response.status == 200:
-                        return
-            await asyncio.sleep(0.5)
-        raise RuntimeError(f"hass did not start:\n{process.log_tail()}")
 
     async def onboard(self) -> None:
         """Create the owner, as the first screen of a new install does."""
@@ -422,18 +399,16 @@ async def demo(args: argparse.Namespace) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     influxdb = InfluxDB1Server().start()
     mosquitto = MosquittoServer().start()
-    config_dir = Path(tempfile.mkdtemp(prefix="ha_ingestor_demo_"))
-    hass = HomeAssistantProcess(config_dir, free_port())
+    hass = HomeAssistantProcess()
     try:
         influxdb.create_database(DATABASE)
         print(
             f"InfluxDB 1.x on {influxdb.url}, Mosquitto on 127.0.0.1:{mosquitto.port}"
         )
-        print(f"Starting Home Assistant ({config_dir}) on {hass.url} …")
+        print(f"Starting Home Assistant ({hass.tmp}) on {hass.url} …")
         hass.start()
         async with aiohttp.ClientSession() as session:
             api = Api(session, hass.url)
-            await api.wait_until_up(hass)
             await api.onboard()
             await api.config_flow(
                 "mqtt",
@@ -517,10 +492,9 @@ async def demo(args: argparse.Namespace) -> int:
         return 0 if points else 1
     finally:
         print("Stopping Home Assistant, Mosquitto and InfluxDB …")
-        hass.stop()
+        hass.cleanup()
         mosquitto.cleanup()
         influxdb.cleanup()
-        shutil.rmtree(config_dir, ignore_errors=True)
 
 
 def main() -> None:

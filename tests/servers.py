@@ -54,6 +54,8 @@ class _Server:
     """A server process owned by the test run."""
 
     name = "server"
+    startup_timeout = STARTUP_TIMEOUT
+    stop_timeout = 15.0
 
     def __init__(self) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"ha_ingestor_{self.name}_"))
@@ -77,7 +79,7 @@ class _Server:
             self.process = subprocess.Popen(
                 self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp
             )
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+        deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
@@ -99,7 +101,7 @@ class _Server:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=self.stop_timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
