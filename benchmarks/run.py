@@ -216,7 +216,7 @@ def _analysis(results: dict[str, Any]) -> list[str]:
         )
     if thr["ingestor"] < 50_000 or thr["ratio"] < 3:
         lines.append(
-            f"Throughput: {thr['ingestor']:,.0f} events/s, {thr['ratio']:.1f}x the "
+            f"Throughput: {thr['ingestor']:,.0f} events/s, {thr['ratio']:.2f}x the "
             f"built-in's; target 50,000 events/s and 3x. Home Assistant itself, "
             "with one listener that does nothing, fires at most "
             f"{thr['listener']:,.0f} state changes/s on this machine (InfluxDB "
