@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
-from homeassistant.config_entries import SOURCE_USER
+from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
@@ -299,6 +299,11 @@ async def test_reauth_takes_a_new_token_and_reloads(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reauth_successful"
     assert entry.data["token"] == "good-token"
+    # The entry reloaded with the new token and writes again.
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    # Unloading closes the 2.x client's own HTTP session.
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_reconfigure_moves_to_another_database_keeping_the_password(
