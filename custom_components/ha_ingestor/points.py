@@ -131,22 +131,21 @@ class PointBuilder:
             shared = self._shared_fields(info, attributes, timestamp)
         string = self._string
         text = state.state
+        state_text = string(text)
+        own = None
         # float() raising costs more than the rest of the point; a state that
         # starts with a letter other than those of "inf"/"nan" is no number.
-        if text[:1].isalpha() and text[0] not in "iInN":
-            own = f",state={string(text)}"
-        else:
+        if not (text[:1].isalpha() and text[0] not in "iInN"):
             try:
                 value = float(text)
             except ValueError:
-                own = f",state={string(text)}"
+                pass
             else:
                 # Finite numbers only: NaN and inf are stored as state text alone.
-                own = (
-                    f",value={value!r},state={string(text)}"
-                    if value - value == 0.0
-                    else f",state={string(text)}"
-                )
+                if value - value == 0.0:
+                    own = f",value={value!r},state={state_text}"
+        if own is None:
+            own = f",state={state_text}"
         context = state.context
         own += f",context_id={string(context.id)}"
         if context.parent_id:
