@@ -185,6 +185,11 @@ class FakeInfluxDB:
         await site.start()
         self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
+    def release(self) -> None:
+        """Answer the requests a slow server is holding now (and later ones at once)."""
+        self.delay = 0
+        self._released.set()
+
     async def stop(self) -> None:
         self._released.set()
         if self._runner is not None:

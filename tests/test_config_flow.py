@@ -6,12 +6,15 @@ from pathlib import Path
 from typing import Any
 from unittest.mock import patch
 
+from homeassistant import config_entries
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components import ha_ingestor
+from custom_components.ha_ingestor.config_flow import OPTIONS_FLOW_RELOADS
 from custom_components.ha_ingestor.const import DOMAIN
 
 from .fake_influxdb import FakeInfluxDB
@@ -75,6 +78,14 @@ async def test_v1_flow_writes_to_the_real_server_and_creates_the_entry(
         ({"url": "127.0.0.1:8086"}, "url", "invalid_url"),
         ({"url": "http://"}, "url", "invalid_url"),
         ({"url": "unreachable"}, "url", "cannot_connect"),
+        ({"url": "http://admin:secret@127.0.0.1:8086"}, "url", "url_has_credentials"),
+        ({"url": "http://admin@127.0.0.1:8086"}, "url", "url_has_credentials"),
+        ({"url": "http://:secret@127.0.0.1:8086"}, "url", "url_has_credentials"),
+        (
+            {"retention_policy": "missing"},
+            "retention_policy",
+            "retention_policy_not_found",
+        ),
     ],
 )
 async def test_v1_errors_land_on_their_field_and_recover(
@@ -84,7 +95,8 @@ async def test_v1_errors_land_on_their_field_and_recover(
     field: str,
     error: str,
 ) -> None:
-    """A wrong password, database or URL shows on that field; fixing it succeeds."""
+    """A wrong password, database, retention policy or URL (credentials in it
+    included) shows on that field; fixing it succeeds."""
     if overrides.get("url") == "unreachable":
         overrides = {"url": f"http://127.0.0.1:{free_port()}"}
     flow_id = await _start_flow(hass, "v1")
@@ -114,6 +126,29 @@ async def test_same_database_twice_is_aborted(
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
+
+
+@pytest.mark.parametrize("kind", ["v2", "v3"])
+async def test_credentials_in_a_v2_or_v3_url_are_refused_and_recover(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB, kind: str
+) -> None:
+    """The token servers refuse userinfo in the URL too; the clean URL succeeds and
+    the entry's unique id and title carry no credentials."""
+    data = (
+        fake_influxdb.v2_entry_data() if kind == "v2" else fake_influxdb.v3_entry_data()
+    )
+    del data["api_version"]
+    flow_id = await _start_flow(hass, kind)
+    result = await hass.config_entries.flow.async_configure(
+        flow_id, data | {"url": data["url"].replace("://", "://user:secret@")}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"url": "url_has_credentials"}
+
+    result = await hass.config_entries.flow.async_configure(flow_id, data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "home @ 127.0.0.1"
+    assert result["result"].unique_id == f"{fake_influxdb.url}|home"
 
 
 async def test_v2_flow_writes_through_the_v2_api(
@@ -402,6 +437,7 @@ async def test_options_are_validated_and_stored(
         "exclude_domains": ["automation"],
         "dedup_window": 5,
         "mqtt_max_payload": 1024,
+        "mqtt_retained": True,
     }
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], options
@@ -427,3 +463,157 @@ async def test_options_are_validated_and_stored(
         "mqtt_topics": ["zigbee2mqtt/#"]
     }
     assert entry.options["include_domains"] == []
+
+
+async def test_reconfigure_takes_credentials_out_of_an_old_url(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """An entry stored by an older release with the credentials in its URL keeps
+    working; reconfigure refuses that URL until the credentials are moved to their
+    fields, and the unique id and title then carry none."""
+    old_url = influxdb_v1.url.replace(
+        "://", f"://{influxdb_v1.admin_user}:{influxdb_v1.admin_password}@"
+    )
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=f"home @ {old_url}",
+        unique_id=f"{old_url}|home",
+        data={"api_version": "1", "url": old_url, "database": "home"},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.LOADED
+
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"url": old_url, "database": "home", "verify_ssl": True}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"url": "url_has_credentials"}
+
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _v1_input(influxdb_v1)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert entry.unique_id == f"{influxdb_v1.url}|home"
+    assert entry.title == "home @ 127.0.0.1"
+    assert entry.data["url"] == influxdb_v1.url
+    assert entry.state is ConfigEntryState.LOADED
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_measurement_by_device_class_keeps_its_stored_spelling(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+) -> None:
+    """The form offers "domain_device_class" (a translation key cannot hold "__");
+    the options keep "domain__device_class", the spelling of Home Assistant's
+    influxdb integration, and the form shows it chosen next time."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{influxdb_v1.url}|home",
+        data={"api_version": "1"} | _v1_input(influxdb_v1),
+        options={
+            "event_types": ["state_changed"],
+            "measurement": "domain__device_class",
+        },
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    schema_keys = {str(key): key for key in result["data_schema"].schema}
+    assert schema_keys["measurement"].description == {
+        "suggested_value": "domain_device_class"
+    }
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "event_types": ["state_changed"],
+            "batch_size": 100,
+            "flush_interval": 1,
+            "measurement": "domain_device_class",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options["measurement"] == "domain__device_class"
+
+
+def test_options_flow_reloads_by_itself_where_home_assistant_can() -> None:
+    """From Home Assistant 2025.8 the options flow reloads the entry (and then the
+    integration must not register an update listener); before, it cannot."""
+    assert OPTIONS_FLOW_RELOADS is hasattr(config_entries, "OptionsFlowWithReload")
+
+
+async def test_saving_options_reloads_the_entry_once(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Saved options take effect at once: the entry reloads a single time and runs
+    with them, without Home Assistant warning about an update listener."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{fake_influxdb.url}|home",
+        data=fake_influxdb.v3_entry_data(),
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    with patch.object(
+        ha_ingestor, "async_setup_entry", wraps=ha_ingestor.async_setup_entry
+    ) as setup_entry:
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"],
+            {
+                "event_types": ["state_changed"],
+                "batch_size": 10,
+                "flush_interval": 1,
+                "measurement": "domain",
+            },
+        )
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        await hass.async_block_till_done()
+    assert setup_entry.call_count == 1
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data.options.batch_size == 10
+    assert "update listener" not in caplog.text
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.current_ha_only
+async def test_reauth_and_reconfigure_reload_a_loaded_entry_once(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reauth and reconfigure reload the entry a single time, without Home
+    Assistant warning about an update listener (from 2026.12 an error). Older
+    releases, which keep the listener, reload twice."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{fake_influxdb.url}|home",
+        data=fake_influxdb.v3_entry_data(),
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    fake_influxdb.tokens.add("new-token")
+    with patch.object(
+        ha_ingestor, "async_setup_entry", wraps=ha_ingestor.async_setup_entry
+    ) as setup_entry:
+        result = await entry.start_reauth_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"], {"token": "new-token"}
+        )
+        assert result["reason"] == "reauth_successful"
+        await hass.async_block_till_done()
+        assert setup_entry.call_count == 1
+
+        result = await entry.start_reconfigure_flow(hass)
+        result = await hass.config_entries.flow.async_configure(
+            result["flow_id"],
+            {"url": fake_influxdb.url, "database": "home", "verify_ssl": False},
+        )
+        assert result["reason"] == "reconfigure_successful"
+        await hass.async_block_till_done()
+        assert setup_entry.call_count == 2
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.data["token"] == "new-token"
+    assert entry.data["verify_ssl"] is False
+    assert "update listener" not in caplog.text
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import urllib.error
+import urllib.request
+
 from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
@@ -50,3 +56,72 @@ async def test_diagnostics_redact_credentials(
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
     assert influxdb_v1.admin_password not in str(diagnostics)
     assert diagnostics == snapshot(exclude=props("url", "last_write"))
+
+
+async def test_diagnostics_hide_url_credentials_and_recorded_values(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    """An entry stored by an older release with the credentials in its URL shows
+    the URL without them, and refused lines show their keys but not their values,
+    in the line and in the server's error quoting it."""
+    user, password = influxdb_v1.admin_user, influxdb_v1.admin_password
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="diagnostics",
+        data={
+            "api_version": "1",
+            "url": influxdb_v1.url.replace("://", f"://{user}:{password}@"),
+            "database": "home",
+            "verify_ssl": True,
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    # The field "state" holds floats, so the server refuses the text state below.
+    _write(influxdb_v1, "sensor state=1")
+    hass.states.async_set("sensor.diagnosed", "hunter2 secret")
+    await hass.async_block_till_done()
+    await entry.runtime_data.pipeline.async_flush()
+    unparsable = 'sensor s="a",v=hunter2 1700000000000000000'
+    status, error = _write(influxdb_v1, unparsable)
+    assert status == 400
+    await hass.async_add_executor_job(
+        entry.runtime_data.pipeline.spool.add_dead_letters, [unparsable], error
+    )
+
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    assert diagnostics["entry"]["data"]["url"] == influxdb_v1.url.replace(
+        "://", "://**REDACTED**@"
+    )
+    assert password not in str(diagnostics)
+    assert "hunter2" not in str(diagnostics)
+    refused, injected = diagnostics["spool"]["oldest_dead_letters"]
+    assert re.fullmatch(
+        r"sensor,\S+ (\w+=…,)+state=…,context_id=… \d+", refused["line"]
+    )
+    assert "field type conflict" in refused["error"]
+    assert injected == {
+        "line": "sensor s=…,v=… 1700000000000000000",
+        "error": "unable to parse 'sensor s=…,v=… 1700000000000000000': "
+        "invalid boolean",
+    }
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+def _write(server: InfluxDB1Server, line: str) -> tuple[int, str]:
+    """Write one line to the ``home`` database; the status and the error text."""
+    credentials = f"{server.admin_user}:{server.admin_password}".encode()
+    request = urllib.request.Request(
+        f"{server.url}/write?db=home&precision=ns",
+        data=line.encode(),
+        method="POST",
+        headers={"Authorization": "Basic " + base64.b64encode(credentials).decode()},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, ""
+    except urllib.error.HTTPError as err:
+        with err:
+            return err.code, json.loads(err.read())["error"]

@@ -26,6 +26,7 @@ from custom_components.ha_ingestor.line_protocol import (
     MAX_STRING_BYTES,
     MAX_TAG_VALUE_BYTES,
     LineEncoder,
+    elide_field_values,
 )
 
 from .fake_influxdb import parse_line as fake_parse_line
@@ -684,3 +685,79 @@ def test_lines_are_accepted_and_read_back_by_influxdb_1x(
         ) == set(expected_tags)
     finally:
         influxdb_v1.drop_database(database)
+
+
+# -- eliding field values ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "elided"),
+    [
+        (
+            'sensor,entity_id=sensor.x value=21.5,state="21.5" 1700000000000000000',
+            "sensor,entity_id=sensor.x value=…,state=… 1700000000000000000",
+        ),
+        ('m s="a, b=c \\"q\\" \\\\"', "m s=…"),
+        ('m s="line one\nline, two=2 3",n=1 17', "m s=…,n=… 17"),
+        (
+            "m\\ x,t\\ k=v\\,w fi\\=eld=true,i=-1 -5",
+            "m\\ x,t\\ k=v\\,w fi\\=eld=…,i=… -5",
+        ),
+        ('m s=""', "m s=…"),
+    ],
+)
+def test_elided_lines_keep_all_but_the_field_values(line: str, elided: str) -> None:
+    """Measurement, tags, field keys and timestamp stay; every value, string or
+    number, becomes an ellipsis."""
+    assert elide_field_values(line) == elided
+
+
+@pytest.mark.parametrize(
+    ("line", "elided"),
+    [
+        ('m,t=1 s="unterminated 1', "m …"),
+        ('m s="x\\', "m …"),
+        ('m s="a"b', "m …"),
+        ("m", "m …"),
+        ("m,t=1", "m …"),
+        ("m v=1 later", "m …"),
+        ("m v=1 ", "m …"),
+        ("m v=1\n", "m …"),
+        ("m  v=1", "m …"),
+        ("m v", "m …"),
+        ("m =1", "m …"),
+        ("m v=", "m …"),
+        ("m v=1,", "m …"),
+        ("m\\,x,t=1 v=", "m\\,x …"),
+        ("", "…"),
+        (" v=1", "…"),
+    ],
+)
+def test_a_line_that_does_not_parse_is_elided_to_its_measurement(
+    line: str, elided: str
+) -> None:
+    assert elide_field_values(line) == elided
+
+
+@settings(max_examples=300, deadline=None)
+@given(measurement=texts, tags=tag_sets, fields=field_sets)
+def test_every_encoded_line_is_elided_to_its_keys(
+    measurement: str, tags: dict[str, str | None], fields: dict[str, Any]
+) -> None:
+    """Whatever the encoder writes (strings with spaces, commas, quotes, backslashes
+    and, for 1.x, raw newlines), eliding keeps the series key, the escaped field
+    keys and the timestamp."""
+    for encoder in (V1, V2, V3):
+        series = encoder.series_key(measurement, tags)
+        line = encoder.line(series, encoder.fields(fields), T0)
+        if line is None:
+            continue
+        keys = [
+            encoder.fields({key: True}).removesuffix("=true")
+            for key in _expected_fields(encoder, fields)
+        ]
+        field_set = ",".join(f"{key}=…" for key in keys)
+        assert elide_field_values(line) == f"{series} {field_set} {T0}"
+        assert (
+            elide_field_values(line.removesuffix(f" {T0}")) == f"{series} {field_set}"
+        )

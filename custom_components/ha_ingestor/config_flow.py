@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from homeassistant.config_entries import (
     ConfigEntry,
@@ -38,6 +38,11 @@ try:  # Home Assistant 2026.x validates with probatio, older releases voluptuous
     import probatio as vol
 except ImportError:  # pragma: no cover - exercised by the minimum-version run
     import voluptuous as vol  # type: ignore[no-redef]
+
+try:  # Home Assistant 2025.8 and later reload the entry when its options change
+    from homeassistant.config_entries import OptionsFlowWithReload as _OptionsFlow
+except ImportError:  # pragma: no cover - exercised by the minimum-version run
+    _OptionsFlow = OptionsFlow  # type: ignore[misc,assignment]
 
 from .const import (
     API_V1,
@@ -112,6 +117,9 @@ SCHEMAS: dict[str, vol.Schema] = {
 }
 # Reauth asks only for the secret of each server kind.
 SECRET_KEY = {API_V1: CONF_PASSWORD, API_V2: CONF_TOKEN, API_V3: CONF_TOKEN}
+# Whether saving options reloads the entry by itself; when not, the integration
+# reloads it from an update listener (which newer releases must not have).
+OPTIONS_FLOW_RELOADS: Final[bool] = _OptionsFlow is not OptionsFlow
 
 
 def _target(data: Mapping[str, Any]) -> str:
@@ -121,11 +129,25 @@ def _target(data: Mapping[str, Any]) -> str:
 
 
 def _unique_id(data: Mapping[str, Any]) -> str:
-    return f"{str(parse_url(data[CONF_URL])).rstrip('/')}|{_target(data)}"
+    # Without userinfo, which entries stored by older releases may have.
+    url = parse_url(data[CONF_URL]).with_user(None)
+    return f"{str(url).rstrip('/')}|{_target(data)}"
 
 
 def _title(data: Mapping[str, Any]) -> str:
     return f"{_target(data)} @ {parse_url(data[CONF_URL]).host}"
+
+
+def _url_errors(data: Mapping[str, Any]) -> dict[str, str]:
+    """Check the URL a user typed: http(s), a host, and no credentials (they
+    belong in their own fields, which diagnostics redact and logs never show)."""
+    try:
+        url = parse_url(data[CONF_URL])
+    except InvalidUrl:
+        return {CONF_URL: "invalid_url"}
+    if url.user is not None or url.password is not None:
+        return {CONF_URL: "url_has_credentials"}
+    return {}
 
 
 async def _async_validate(flow: ConfigFlow, data: dict[str, Any]) -> dict[str, str]:
@@ -134,10 +156,6 @@ async def _async_validate(flow: ConfigFlow, data: dict[str, Any]) -> dict[str, s
     A ping alone passes on servers where writes fail, so the flow uses the write
     endpoint itself; an empty body stores nothing.
     """
-    try:
-        parse_url(data[CONF_URL])
-    except InvalidUrl:
-        return {CONF_URL: "invalid_url"}
     try:
         writer = await async_create_writer(flow.hass, data)
         try:
@@ -164,6 +182,8 @@ def _errors_for(err: WriteError, data: dict[str, Any]) -> dict[str, str]:
     if isinstance(err, InvalidAuth):
         return {SECRET_KEY[api_version]: "invalid_auth"}
     if isinstance(err, TargetNotFound):
+        if "retention policy not found" in str(err):
+            return {CONF_RETENTION_POLICY: "retention_policy_not_found"}
         if api_version != API_V2:
             return {CONF_DATABASE: "database_not_found"}
         if "organization" in str(err):
@@ -214,7 +234,7 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {CONF_API_VERSION: api_version, **user_input}
-            errors = await _async_validate(self, data)
+            errors = _url_errors(data) or await _async_validate(self, data)
             if not errors:
                 await self.async_set_unique_id(_unique_id(data))
                 self._abort_if_unique_id_configured()
@@ -239,7 +259,7 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
             data = {CONF_API_VERSION: api_version, **user_input}
             if not data.get(secret) and entry.data.get(secret):
                 data[secret] = entry.data[secret]
-            errors = await _async_validate(self, data)
+            errors = _url_errors(data) or await _async_validate(self, data)
             if not errors:
                 unique_id = _unique_id(data)
                 if unique_id != entry.unique_id:
@@ -289,7 +309,7 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-class HaIngestorOptionsFlow(OptionsFlow):
+class HaIngestorOptionsFlow(_OptionsFlow):
     """Pipeline options; the entry reloads when they change."""
 
     async def async_step_init(
@@ -298,15 +318,19 @@ class HaIngestorOptionsFlow(OptionsFlow):
         """Edit what is captured and how it is batched."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            options, errors = await _async_validate_options(self.hass, user_input)
+            chosen = _STORED_MEASUREMENT[user_input["measurement"]]
+            options, errors = await _async_validate_options(
+                self.hass, user_input | {"measurement": chosen}
+            )
             if options is not None:
                 return self.async_create_entry(data=options.model_dump(mode="json"))
-        current = IngestorOptions.from_entry_options(self.config_entry.options)
+        if user_input is None:
+            current = IngestorOptions.from_entry_options(self.config_entry.options)
+            user_input = current.model_dump(mode="json")
+            user_input["measurement"] = _FORM_MEASUREMENT[current.measurement]
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(
-                OPTIONS_SCHEMA, user_input or current.model_dump(mode="json")
-            ),
+            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, user_input),
             errors=errors,
         )
 
@@ -324,6 +348,13 @@ def _number(low: float, high: float, step: float = 1) -> NumberSelector:
     )
 
 
+# A selector's option values are its translation keys, which may not hold "__";
+# the stored value keeps the spelling of Home Assistant's influxdb integration.
+_FORM_MEASUREMENT: Final = {
+    strategy: strategy.value.replace("__", "_") for strategy in MeasurementStrategy
+}
+_STORED_MEASUREMENT: Final = {value: key for key, value in _FORM_MEASUREMENT.items()}
+
 OPTIONS_SCHEMA = vol.Schema(
     {
         vol.Required(CONF_EVENT_TYPES): _list(list(SUGGESTED_EVENT_TYPES)),
@@ -332,7 +363,7 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Required(CONF_FLUSH_INTERVAL): _number(0.1, 3600, 0.1),
         vol.Required("measurement"): SelectSelector(
             SelectSelectorConfig(
-                options=[strategy.value for strategy in MeasurementStrategy],
+                options=list(_FORM_MEASUREMENT.values()),
                 translation_key="measurement",
             )
         ),
@@ -366,6 +397,7 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Optional("attributes_exclude"): _list(),
         vol.Optional("dedup_window"): _number(0, 86_400, 0.1),
         vol.Optional("mqtt_max_payload"): _number(16, 1_048_576),
+        vol.Optional("mqtt_retained"): BooleanSelector(),
         vol.Optional("max_spool_mb"): _number(0.01, 100_000, 0.01),
         vol.Optional("max_memory_points"): _number(100, 10_000_000),
         vol.Optional("compress"): BooleanSelector(),

@@ -50,3 +50,5 @@ SUGGESTED_EVENT_TYPES: Final = (
 )
 
 WRITE_TIMEOUT: Final = 10.0
+# Longest wait between write attempts; a server's Retry-After is capped to it too.
+BACKOFF_MAX: Final = 300.0

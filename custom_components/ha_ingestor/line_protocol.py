@@ -430,3 +430,69 @@ def _string_field_v2(value: str) -> str:
     if "\\" in value or '"' in value or "\n" in value:
         value = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\\\n")
     return f'"{value}"'
+
+
+# -- reading lines back ---------------------------------------------------------
+
+ELIDED: Final = "…"
+_TIMESTAMP = re.compile(r"-?[0-9]+")
+
+
+def _unescaped(line: str, start: int, stops: str) -> int:
+    """Index of the first character in ``stops`` not escaped by a backslash, from
+    ``start``; ``len(line)`` when there is none."""
+    index, end = start, len(line)
+    while index < end:
+        char = line[index]
+        if char == "\\":
+            index += 2
+        elif char in stops:
+            return index
+        else:
+            index += 1
+    return end
+
+
+def _field_keys(line: str, start: int) -> tuple[list[str], int] | None:
+    """The keys of the field set that starts at ``start``, and the index right after
+    it; None when it does not parse."""
+    keys: list[str] = []
+    index, end = start, len(line)
+    while True:
+        key_end = _unescaped(line, index, "=, ")
+        if key_end in (index, end) or line[key_end] != "=":
+            return None
+        keys.append(line[index:key_end])
+        index = key_end + 1
+        if line.startswith('"', index):  # may hold spaces, commas and raw newlines
+            index = _unescaped(line, index + 1, '"') + 1
+            if index > end:
+                return None
+        else:
+            value_end = _unescaped(line, index, ", \n")
+            if value_end == index or line.startswith("\n", value_end):
+                return None
+            index = value_end
+        if not line.startswith(",", index):
+            return keys, index
+        index += 1
+
+
+def elide_field_values(line: str) -> str:
+    """The line with each field value replaced by ``…``; measurement, tags, field
+    keys and timestamp are kept as written.
+
+    For showing refused lines (diagnostics) without the values they recorded. A
+    line that does not parse becomes its measurement and ``…``.
+    """
+    measurement = line[: _unescaped(line, 0, ", ")]
+    if not measurement:
+        return ELIDED
+    series_end = _unescaped(line, len(measurement), " ")
+    if series_end < len(line) and (parsed := _field_keys(line, series_end + 1)):
+        keys, index = parsed
+        rest = line[index:]  # "" or " " and the timestamp
+        if not rest or (rest[0] == " " and _TIMESTAMP.fullmatch(rest, 1)):
+            fields = ",".join(f"{key}={ELIDED}" for key in keys)
+            return f"{line[:series_end]} {fields}{rest}"
+    return f"{measurement} {ELIDED}"

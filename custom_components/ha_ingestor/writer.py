@@ -11,8 +11,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 import base64
 from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 import gzip
 import json
+import math
 import ssl
 from typing import Any
 
@@ -25,6 +28,7 @@ from yarl import URL
 from .const import (
     API_V1,
     API_V2,
+    BACKOFF_MAX,
     CONF_API_VERSION,
     CONF_DATABASE,
     CONF_PASSWORD,
@@ -64,7 +68,7 @@ class InvalidAuth(WriteError):
 
 
 class TargetNotFound(WriteError):
-    """The database, bucket or organization does not exist (404)."""
+    """The database, retention policy, bucket or organization does not exist."""
 
 
 class RetryLater(WriteError):
@@ -116,26 +120,51 @@ def _server_message(body: bytes) -> str:
 
 
 def _retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP-date).
+
+    Capped at the pipeline's longest backoff: one answer must not stop writes for a
+    day. A value that is not a finite, non-negative delay is ignored.
+    """
     value = (headers or {}).get("Retry-After")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        delay = float(value)
     except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if moment.tzinfo is None:  # "-0000": UTC, by RFC 5322
+            moment = moment.replace(tzinfo=UTC)
+        delay = max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    if not math.isfinite(delay) or delay < 0:
         return None
+    return min(delay, BACKOFF_MAX)
+
+
+# InfluxDB 1.x answers a write to a missing retention policy with HTTP 500
+# (measured on 1.6.7); a 5xx naming a missing database is taken alike. Retrying
+# cannot help: the user must create it.
+_TARGET_MISSING = ("database not found", "retention policy not found")
 
 
 def write_error(
     status: int, body: bytes, headers: Mapping[str, str] | None = None
 ) -> WriteError:
     """Map an InfluxDB write response that is not a success to its WriteError."""
-    message = f"HTTP {status}: {_server_message(body)}"
+    server_message = _server_message(body)
+    message = f"HTTP {status}: {server_message}"
     if status in (401, 403):
         return InvalidAuth(message)
     if status == 404:
         return TargetNotFound(message)
     if status in (400, 413, 422):
         return Rejected(message, status)
+    if status >= 500 and any(
+        text in server_message.lower() for text in _TARGET_MISSING
+    ):
+        return TargetNotFound(message)
     if status == 429 or status >= 500:
         return RetryLater(message, _retry_after(headers))
     return WriteError(message)
@@ -239,6 +268,11 @@ async def async_create_writer(
 ) -> InfluxWriter:
     """Build the writer for a config entry's data."""
     url = parse_url(data[CONF_URL])
+    # Entries stored by older releases may hold credentials in the URL; they never
+    # go in a request line (aiohttp also refuses them beside an Authorization
+    # header). For 1.x they stand in for empty credential fields, as they used to.
+    url_user, url_password = url.user, url.password
+    url = url.with_user(None)
     ssl_setting = await async_ssl_context(
         hass, data.get(CONF_VERIFY_SSL, True), data.get(CONF_SSL_CA_CERT)
     )
@@ -258,8 +292,10 @@ async def async_create_writer(
         params = {"db": data[CONF_DATABASE], "precision": "ns"}
         if data.get(CONF_RETENTION_POLICY):
             params["rp"] = data[CONF_RETENTION_POLICY]
-        if data.get(CONF_USERNAME):
-            credentials = f"{data[CONF_USERNAME]}:{data.get(CONF_PASSWORD) or ''}"
+        username = data.get(CONF_USERNAME) or url_user
+        password = data.get(CONF_PASSWORD) or url_password
+        if username:
+            credentials = f"{username}:{password or ''}"
             headers["Authorization"] = "Basic " + base64.b64encode(
                 credentials.encode()
             ).decode("ascii")
