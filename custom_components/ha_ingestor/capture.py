@@ -3,14 +3,18 @@
 Every listener is a ``@callback`` that does no I/O: it turns the event into a line
 and hands it to the pipeline's queue. Nothing raised here may reach Home
 Assistant's bus, so each listener counts and logs (once per kind) what it cannot
-handle and goes on.
+handle and goes on. MQTT subscriptions follow MQTT's config entry: made by a task
+of ours once it is loaded (retrying refused topics), dropped as it unloads.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
+from datetime import datetime
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.config_entries import (
     SIGNAL_CONFIG_ENTRY_CHANGED,
@@ -20,9 +24,11 @@ from homeassistant.config_entries import (
 )
 from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
+from homeassistant.helpers.event import async_call_later
 
-from .const import LOGGER
+from .const import DOMAIN, LOGGER
 from .models import IngestorOptions
 from .pipeline import Pipeline
 from .points import PointBuilder
@@ -31,22 +37,45 @@ from .stats import IngestorStats
 if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
 
-MQTT_DOMAIN = "mqtt"
+MQTT_DOMAIN: Final = "mqtt"
+# Far more entities than any house has; MQTT topics with ids in them are what
+# reaches it, and forgetting one only lets a repeat through.
+DEDUP_MAX_KEYS: Final = 20_000
+SUBSCRIBE_RETRY_MIN: Final = 1.0
+SUBSCRIBE_RETRY_MAX: Final = 300.0
 
 
 class Deduplicator:
-    """Drops a repeat of the same value for the same key within a time window."""
+    """Drops a repeat of the same value for the same key within a time window.
 
-    def __init__(self, window: float) -> None:
+    Keys are kept in the order their value was last kept, so forgetting those
+    that can no longer suppress anything (and the oldest beyond ``max_keys``) is
+    a pop from the front: O(1) amortized per kept value.
+    """
+
+    def __init__(self, window: float, max_keys: int = DEDUP_MAX_KEYS) -> None:
+        if window <= 0 or max_keys < 1:
+            raise ValueError("window and max_keys must be positive")
         self._window = window
-        self._last: dict[Hashable, tuple[Any, float]] = {}
+        self._max_keys = max_keys
+        self._last: OrderedDict[Hashable, tuple[Any, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._last)
 
     def repeated(self, key: Hashable, value: Any, now: float) -> bool:
         """True when ``value`` equals the last one kept for ``key`` in the window."""
-        last = self._last.get(key)
-        if last is not None and now - last[1] < self._window and last[0] == value:
-            return True
-        self._last[key] = (value, now)
+        kept = self._last
+        last = kept.get(key)
+        if last is not None:
+            if now - last[1] < self._window and last[0] == value:
+                return True
+            kept.move_to_end(key)
+        kept[key] = (value, now)
+        # The entry just kept is newer than the horizon, so this stops at it.
+        horizon = now - self._window
+        while len(kept) > self._max_keys or next(iter(kept.values()))[1] <= horizon:
+            kept.popitem(last=False)
         return False
 
 
@@ -56,12 +85,14 @@ class Capture:
     def __init__(
         self,
         hass: HomeAssistant,
+        entry: ConfigEntry,
         options: IngestorOptions,
         builder: PointBuilder,
         pipeline: Pipeline,
         stats: IngestorStats,
     ) -> None:
         self._hass = hass
+        self._entry = entry
         self._options = options
         self._builder = builder
         self._pipeline = pipeline
@@ -69,8 +100,9 @@ class Capture:
         self._dedup = (
             Deduplicator(options.dedup_window) if options.dedup_window else None
         )
-        self._mqtt_unsubs: list[Callable[[], None]] = []
-        self._mqtt_active = False
+        self._mqtt_unsubs: dict[str, Callable[[], None]] = {}
+        self._mqtt_task: asyncio.Task[None] | None = None
+        self._mqtt_refused = False
         self._unsubs: list[Callable[[], None]] = []
 
     @callback
@@ -91,9 +123,9 @@ class Capture:
                     self._hass, SIGNAL_CONFIG_ENTRY_CHANGED, self._on_entry_changed
                 )
             )
-            unsubs.append(self._async_unsubscribe_mqtt)
-            for entry in self._hass.config_entries.async_entries(MQTT_DOMAIN):
-                self._on_entry_changed(ConfigEntryChange.UPDATED, entry)
+            unsubs.append(self._async_drop_mqtt)
+            if self._hass.config_entries.async_loaded_entries(MQTT_DOMAIN):
+                self._async_subscribe_mqtt()
 
     @callback
     def async_stop(self) -> None:
@@ -147,6 +179,12 @@ class Capture:
     @callback
     def _on_mqtt_message(self, message: ReceiveMessage) -> None:
         self._stats.events_received += 1
+        retained = message.retain
+        # The broker replays its stored copy to every new subscription (each HA
+        # start, reload or reconnect): by default that is no new reading.
+        if retained and not self._options.mqtt_retained:
+            self._stats.filtered += 1
+            return
         now = time.time()
         try:
             if self._dedup is not None and self._dedup.repeated(
@@ -154,7 +192,9 @@ class Capture:
             ):
                 self._stats.deduplicated += 1
                 return
-            line = self._builder.mqtt_line(message.topic, message.payload, now)
+            line = self._builder.mqtt_line(
+                message.topic, message.payload, now, retained=retained
+            )
         except Exception as err:
             self._invalid("MQTT message", err)
             return
@@ -163,36 +203,89 @@ class Capture:
 
     @callback
     def _on_entry_changed(self, change: ConfigEntryChange, entry: ConfigEntry) -> None:
-        """Subscribe once MQTT is loaded (also when it is set up after us)."""
+        """Subscribe once MQTT is loaded (also when it is set up after us); drop
+        our subscriptions as it unloads, before it keeps what is left to restore
+        into its next client (which would then hold them twice)."""
         if entry.domain != MQTT_DOMAIN:
             return
-        if entry.state is ConfigEntryState.LOADED and not self._mqtt_active:
-            self._mqtt_active = True
-            self._hass.async_create_task(self._async_subscribe_mqtt(), eager_start=True)
-        elif entry.state is not ConfigEntryState.LOADED:
-            # MQTT's client went away with its subscriptions.
-            self._mqtt_active = False
-            self._mqtt_unsubs.clear()
+        if entry.state is ConfigEntryState.LOADED:
+            self._async_subscribe_mqtt()
+        elif entry.state is not ConfigEntryState.SETUP_IN_PROGRESS:
+            self._async_drop_mqtt()
 
-    async def _async_subscribe_mqtt(self) -> None:
+    @callback
+    def _async_subscribe_mqtt(self) -> None:
+        """(Re)start the task subscribing to the topics we have not subscribed.
+
+        It starts once MQTT is loaded rather than awaiting
+        ``mqtt.async_wait_for_mqtt_client`` before: cancelling a task that awaits
+        it cancels the future HA shares between everyone waiting for MQTT.
+        """
+        if len(self._mqtt_unsubs) == len(self._options.mqtt_topics):
+            return
+        if self._mqtt_task is not None:
+            self._mqtt_task.cancel()
+        self._mqtt_task = self._entry.async_create_background_task(
+            self._hass,
+            self._async_subscribe_topics(),
+            f"{DOMAIN} MQTT subscriptions {self._entry.title}",
+        )
+
+    async def _async_subscribe_topics(self) -> None:
         # Imported here, once MQTT is loaded: without MQTT it costs nothing.
         from homeassistant.components import mqtt
 
-        for topic in self._options.mqtt_topics:
-            try:
-                self._mqtt_unsubs.append(
-                    await mqtt.async_subscribe(
+        delay = SUBSCRIBE_RETRY_MIN
+        while True:
+            refused: dict[str, Exception] = {}
+            for topic in self._options.mqtt_topics:
+                if topic in self._mqtt_unsubs:
+                    continue
+                try:
+                    self._mqtt_unsubs[topic] = await mqtt.async_subscribe(
                         self._hass, topic, self._on_mqtt_message, encoding=None
                     )
+                except Exception as err:  # retried; logged once below
+                    if not isinstance(err, HomeAssistantError):
+                        self._stats.internal_errors += 1
+                    refused[topic] = err
+            if not refused:
+                break
+            if not self._mqtt_refused:
+                self._mqtt_refused = True
+                topic, error = next(iter(refused.items()))
+                LOGGER.warning(
+                    "Cannot subscribe to MQTT topic %s (%s); retrying until it works",
+                    topic,
+                    error,
+                    exc_info=None if isinstance(error, HomeAssistantError) else error,
                 )
-            except Exception as err:
-                LOGGER.warning("Cannot subscribe to MQTT topic %s: %s", topic, err)
-                return
+            await _async_sleep(self._hass, delay)
+            delay = min(delay * 2, SUBSCRIBE_RETRY_MAX)
+        if self._mqtt_refused:
+            self._mqtt_refused = False
+            LOGGER.info("Subscribed to every MQTT topic again")
         LOGGER.debug("Subscribed to MQTT topics %s", self._options.mqtt_topics)
 
     @callback
-    def _async_unsubscribe_mqtt(self) -> None:
-        for unsub in self._mqtt_unsubs:
-            unsub()
-        self._mqtt_unsubs.clear()
-        self._mqtt_active = False
+    def _async_drop_mqtt(self) -> None:
+        if self._mqtt_task is not None:
+            self._mqtt_task.cancel()
+            self._mqtt_task = None
+        while self._mqtt_unsubs:
+            self._mqtt_unsubs.popitem()[1]()
+
+
+async def _async_sleep(hass: HomeAssistant, delay: float) -> None:
+    """Sleep on HA's clock, which tests move with ``async_fire_time_changed``."""
+    wake: asyncio.Future[None] = hass.loop.create_future()
+
+    @callback
+    def _wake(_: datetime) -> None:
+        wake.set_result(None)
+
+    cancel = async_call_later(hass, delay, _wake)
+    try:
+        await wake
+    finally:
+        cancel()

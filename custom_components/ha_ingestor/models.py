@@ -80,6 +80,9 @@ class IngestorOptions(BaseModel):
     max_spool_mb: float = Field(default=512, ge=0.01, le=100_000)
     max_memory_points: int = Field(default=100_000, ge=100, le=10_000_000)
     mqtt_max_payload: int = Field(default=4096, ge=16, le=1_048_576)
+    # A retained message is replayed to every new subscription (each start or
+    # reload): off, it is skipped; on, recorded with the tag ``retained=true``.
+    mqtt_retained: bool = False
     # gzip large write bodies: saves bandwidth to a remote server, costs CPU.
     compress: bool = False
 

@@ -246,10 +246,15 @@ class PointBuilder:
         )
 
     def mqtt_line(
-        self, topic: str, payload: bytes | bytearray | str, timestamp: float
+        self,
+        topic: str,
+        payload: bytes | bytearray | str,
+        timestamp: float,
+        retained: bool = False,
     ) -> str | None:
         """An ``mqtt`` point: the payload text, its number, and a JSON object's
-        numeric leaves as dotted float fields."""
+        numeric leaves as dotted float fields; tagged ``retained=true`` when it is
+        the broker's stored copy."""
         raw = (
             payload.encode("utf-8", "surrogateescape")
             if isinstance(payload, str)
@@ -279,7 +284,10 @@ class PointBuilder:
             self._stats.mqtt_payloads_truncated += 1
         fields["payload"] = text
         return self._encoder.line(
-            self._encoder.series_key(MQTT_MEASUREMENT, {"topic": ingested.topic}),
+            self._encoder.series_key(
+                MQTT_MEASUREMENT,
+                {"topic": ingested.topic, "retained": "true" if retained else None},
+            ),
             self._encoder.fields(fields),
             ingested.time_ns,
         )
