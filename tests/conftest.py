@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-import shutil
 
 import pytest
 import pytest_socket
-
-from custom_components.ha_ingestor.const import DOMAIN
 
 from .fake_influxdb import FakeInfluxDB
 from .servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
@@ -20,13 +17,11 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let Home Assistant load custom_components/ha_ingestor in every test."""
 
 
-@pytest.fixture(autouse=True)
-def remove_spools(request: pytest.FixtureRequest) -> Iterator[None]:
-    """The harness keeps its config dir between runs: delete what tests spooled."""
-    yield
-    if "hass" in request.fixturenames:
-        hass = request.getfixturevalue("hass")
-        shutil.rmtree(hass.config.path(".storage", DOMAIN), ignore_errors=True)
+@pytest.fixture
+def hass_config_dir(hass_tmp_config_dir: str) -> str:
+    """Each test gets its own config dir: spools never leak between tests, or
+    between test runs on the same machine."""
+    return hass_tmp_config_dir
 
 
 @contextmanager

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from homeassistant.config_entries import SOURCE_REAUTH, ConfigEntryState
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ha_ingestor.const import DOMAIN
@@ -41,16 +43,36 @@ async def test_entry_loads_and_unloads(
     assert entry.state is ConfigEntryState.NOT_LOADED
 
 
-async def test_refused_credentials_start_reauth(
-    hass: HomeAssistant, influxdb_v1: InfluxDB1Server
+async def test_refused_credentials_load_capture_and_deliver_after_reauth(
+    hass: HomeAssistant,
+    influxdb_v1: InfluxDB1Server,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A password the server refuses stops setup and asks the user to reauthenticate."""
+    """A password the server refuses at setup: the entry loads, reauth starts,
+    state changes meanwhile are kept, and they land once the user reauthenticates
+    (with one reload, not the update-listener pattern HA 2026.12 drops)."""
     entry = _v1_entry(influxdb_v1, password="wrong-secret")
     entry.add_to_hass(hass)
-    assert not await hass.config_entries.async_setup(entry.entry_id)
-    assert entry.state is ConfigEntryState.SETUP_ERROR
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.LOADED
+    for number in range(30):
+        hass.states.async_set("sensor.meanwhile", str(number))
+    await hass.async_block_till_done()
+    assert not await entry.runtime_data.pipeline.async_flush()
+    assert entry.runtime_data.pipeline.paused
     flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
     assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+
+    result = await hass.config_entries.flow.async_configure(
+        flows[0]["flow_id"], {"password": influxdb_v1.admin_password}
+    )
+    assert result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert await entry.runtime_data.pipeline.async_flush()
+    rows = influxdb_v1.rows("home", "SELECT count(value) FROM sensor")
+    assert rows[0]["count"] == 30
+    assert "update listener" not in caplog.text
 
 
 async def test_unreachable_server_still_sets_up_and_spools(
@@ -80,9 +102,17 @@ async def test_options_change_reloads_the_entry(
     assert await hass.config_entries.async_setup(entry.entry_id)
     assert entry.runtime_data.options.batch_size == 1000
 
-    hass.config_entries.async_update_entry(
-        entry, options={"event_types": ["state_changed"], "batch_size": 10}
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "event_types": ["state_changed"],
+            "batch_size": 10,
+            "flush_interval": 1.0,
+            "measurement": "domain",
+        },
     )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     assert entry.runtime_data.options.batch_size == 10

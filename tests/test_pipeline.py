@@ -39,6 +39,7 @@ async def _setup(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
+    await entry.runtime_data.pipeline.async_flush()  # after the startup probe
     return entry
 
 
@@ -470,7 +471,7 @@ async def test_compress_option_gzips_large_writes(
     assert len(fake_influxdb.points["home"]) == 500
 
     hass.config_entries.async_update_entry(v2, options={**keep_note, "compress": True})
-    await hass.async_block_till_done()  # an options update reloads the entry
+    assert await hass.config_entries.async_reload(v2.entry_id)
     await fire(500)
     assert fake_influxdb.gzipped >= 1
     assert len(fake_influxdb.points["home"]) == 1000
@@ -613,7 +614,7 @@ async def test_filters_and_measurement_options_shape_what_lands(
     assert entry.runtime_data.stats.filtered == 2
 
     hass.config_entries.async_update_entry(entry, options={"dedup_window": 60})
-    await hass.async_block_till_done()
+    assert await hass.config_entries.async_reload(entry.entry_id)
     hass.states.async_set("light.ignored", "off")
     hass.states.async_set("light.ignored", "off", force_update=True)
     await _flush(hass, entry)

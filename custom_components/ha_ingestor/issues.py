@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
@@ -11,6 +13,17 @@ from .const import DOMAIN
 SPOOL_FULL = "spool_full"
 AUTH_FAILED = "auth_failed"
 TARGET_MISSING = "target_missing"
+SPOOL_UNAVAILABLE = "spool_unavailable"
+SPOOL_CORRUPT = "spool_corrupt"
+POINTS_DROPPED = "points_dropped"
+ALL = (
+    SPOOL_FULL,
+    AUTH_FAILED,
+    TARGET_MISSING,
+    SPOOL_UNAVAILABLE,
+    SPOOL_CORRUPT,
+    POINTS_DROPPED,
+)
 
 
 @callback
@@ -34,3 +47,17 @@ def async_clear(hass: HomeAssistant, entry: ConfigEntry, *kinds: str) -> None:
     """Remove the entry's repair issues of these kinds."""
     for kind in kinds:
         ir.async_delete_issue(hass, DOMAIN, f"{kind}_{entry.entry_id}")
+
+
+async def async_clear_resolved_corrupt_spool(
+    hass: HomeAssistant, entry: ConfigEntry
+) -> None:
+    """The damaged-spool repair clears once the user deleted the moved-aside file."""
+    issue = ir.async_get(hass).async_get_issue(
+        DOMAIN, f"{SPOOL_CORRUPT}_{entry.entry_id}"
+    )
+    if issue is None:
+        return
+    path = Path((issue.translation_placeholders or {}).get("path", ""))
+    if not await hass.async_add_executor_job(path.is_file):
+        async_clear(hass, entry, SPOOL_CORRUPT)

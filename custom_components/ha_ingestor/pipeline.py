@@ -1,30 +1,45 @@
 """Batching and delivery: lines queue in memory and are written in batches of up to
-``batch_size``, at least every ``flush_interval`` seconds, by one consumer task.
+``batch_size``, at least every ``flush_interval`` seconds, by one supervised
+consumer task.
 
-A batch counts as written only once the server confirmed it. When a write fails,
-or memory holds more than ``max_memory_points``, batches move to the durable spool
-and are replayed oldest first once the server answers again, spool before memory.
-Retries back off exponentially with jitter (1 s to 5 min) or as ``Retry-After``
-says; while backing off nothing is sent (an open circuit) and the next write is
-the probe. Refused credentials stop writing until the user reauthenticates;
-lines the server refuses go to the dead letters. Nothing is dropped silently.
+A point leaves memory only once the server or the spool holds it: batches taken
+for a write or a move to the spool go back to the queue's front when that fails
+or is cancelled, and a move already under way in the executor settles itself.
+Memory is bounded: above ``max_memory_points`` the oldest points move to the
+spool, and if the spool cannot take them the oldest are dropped, counted and
+reported. Retries back off exponentially with jitter (1 s to 5 min, or as a
+capped ``Retry-After`` says) on a Home Assistant timer; while backing off nothing
+is sent and the next write is the probe. Refused credentials stop writing until
+the user reauthenticates; lines the server refuses go to the dead letters.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import partial
 import random
-import time
 from typing import Final
 
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
-from .const import LOGGER
-from .spool import Spool, SpooledBatch
+from . import issues
+from .const import BACKOFF_MAX, DOMAIN, LOGGER
+from .health import (
+    DROP_DAMAGED,
+    DROP_MEMORY_FULL,
+    DROP_REJECTED,
+    DROP_SHUTDOWN,
+    DROP_SPOOL_FULL,
+    DeliveryHealth,
+    PipelineHooks,
+)
+from .line_queue import LineQueue, QueuedBatch
+from .spool import Spool, SpooledBatch, SpoolError, SpoolRead
 from .stats import IngestorStats
 from .writer import (
     InfluxWriter,
@@ -39,17 +54,10 @@ from .writer import (
 # on 1.6.7), and more would only queue on a small machine.
 MAX_IN_FLIGHT: Final = 2
 BACKOFF_START: Final = 1.0
-BACKOFF_MAX: Final = 300.0
-
-
-@dataclass(kw_only=True)
-class PipelineHooks:
-    """What the pipeline tells Home Assistant about (repairs, reauth)."""
-
-    auth_failed: Callable[[], object] = lambda: None
-    target_missing: Callable[[str], object] = lambda message: None
-    spool_full: Callable[[int], object] = lambda dropped: None
-    recovered: Callable[[], object] = lambda: None
+# Bounds on shutdown: the last write, and moving what is left to the spool.
+WRITE_DEADLINE: Final = 10.0
+SPOOL_DEADLINE: Final = 30.0
+TASK_STOP_TIMEOUT: Final = 5.0
 
 
 class Pipeline:
@@ -71,21 +79,31 @@ class Pipeline:
         self._writer = writer
         self._spool = spool
         self._stats = stats
-        self._batch_size = batch_size
+        # Two batches in flight must fit in memory's bound.
+        self._batch_size = batch_size = min(batch_size, max_memory_points)
         self._flush_interval = flush_interval
-        self.hooks = hooks or PipelineHooks()
+        self._max_memory = max_memory_points
+        self.health = DeliveryHealth(hass, stats, hooks or PipelineHooks(), spool.path)
         self._queue = LineQueue()
         self._add_key = self._queue.keys.append
         self._add_shared = self._queue.shared.append
         self._add_own = self._queue.rests.append
         self._owns = self._queue.rests
-        # A full batch, or more than memory may hold, wakes the consumer.
-        self._wake_at = min(batch_size, max_memory_points + 1)
+        # A full batch, or more than memory may hold, calls _on_backlog.
+        self._wake_at = min(batch_size, max_memory_points)
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
+        self._entry: ConfigEntry | None = None
+        self._consumer: asyncio.Task[None] | None = None
+        self._overflow: asyncio.Task[None] | None = None
+        self._moves: set[asyncio.Future[int]] = set()
+        self.writing = 0
+        self.moving = 0
         self._backoff = 0.0
-        self._retry_at = 0.0
+        self._circuit_open = False
+        self._cancel_retry: CALLBACK_TYPE | None = None
         self._paused = False
+        self._closed = False
 
     @property
     def queued(self) -> int:
@@ -93,14 +111,128 @@ class Pipeline:
         return len(self._queue)
 
     @property
+    def held(self) -> int:
+        """Points in memory: queued, being written, being moved to the spool."""
+        return len(self._queue) + self.writing + self.moving
+
+    @property
+    def max_memory_points(self) -> int:
+        """The bound on points held in memory (plus one batch)."""
+        return self._max_memory
+
+    @property
     def spool(self) -> Spool:
         """The durable spool."""
         return self._spool
 
     @property
+    def spool_error(self) -> str | None:
+        """Why the spool cannot be written right now, if it cannot."""
+        return self.health.spool_error
+
+    @property
     def paused(self) -> bool:
         """True while the server refuses the credentials."""
         return self._paused
+
+    @property
+    def backing_off(self) -> bool:
+        """True while writes wait for the retry timer."""
+        return self._circuit_open
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def async_open_spool(self) -> None:
+        """Open the spool; a damaged one is replaced, an unusable one is retried
+        later while capture goes on in memory."""
+        try:
+            await self._hass.async_add_executor_job(self._spool.open)
+        except SpoolError as err:
+            self.health.spool_failed(err)
+            return
+        if (moved := self._spool.moved_aside) is not None:
+            LOGGER.warning(
+                "The spool could not be read; it was moved aside to %s and a new "
+                "one was created",
+                moved,
+            )
+            self.health.raise_issue(issues.SPOOL_CORRUPT, path=str(moved))
+
+    @callback
+    def async_start(self, entry: ConfigEntry) -> None:
+        """Start the consumer: a test write first, then batches as they come."""
+        self._entry = entry
+        self._consumer = entry.async_create_background_task(
+            self._hass, self._async_run(), f"{DOMAIN} delivery {entry.title}"
+        )
+
+    async def async_last_write(self, deadline: float = WRITE_DEADLINE) -> None:
+        """Home Assistant is stopping: one last write, bounded in time. What it
+        cannot write stays queued or spooled; capture goes on until final write."""
+        if self._closed:
+            return
+        try:
+            async with asyncio.timeout(deadline):
+                await self.async_flush(force=not self._paused)
+        except TimeoutError:
+            LOGGER.warning("InfluxDB did not answer in time; the rest is spooled")
+
+    async def async_final_write(self, stop_capture: Callable[[], None]) -> None:
+        """Home Assistant's final write: keep every point, on disk, no network."""
+        if self._closed:
+            return
+        # Other final-write listeners run first: what they change is captured.
+        await asyncio.sleep(0)
+        await self._async_stop_tasks()
+        await self._async_spool_everything(SPOOL_DEADLINE)
+        stop_capture()
+        await self._async_spool_everything(SPOOL_DEADLINE)
+        await self._async_close()
+
+    async def async_shutdown(self) -> None:
+        """Unload: stop the consumer, write what can be written in time, spool the
+        rest, close the spool. Every wait is bounded."""
+        if self._closed:
+            return
+        await self._async_stop_tasks()
+        try:
+            async with asyncio.timeout(WRITE_DEADLINE):
+                await self.async_flush()
+        except TimeoutError:
+            LOGGER.warning("InfluxDB did not answer in time; the rest is spooled")
+        await self._async_spool_everything(SPOOL_DEADLINE)
+        await self._async_close()
+
+    async def _async_stop_tasks(self) -> None:
+        tasks = [task for task in (self._consumer, self._overflow) if task]
+        self._consumer = self._overflow = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=TASK_STOP_TIMEOUT)
+
+    async def _async_spool_everything(self, deadline: float) -> None:
+        """Memory to the spool, waiting for moves already under way."""
+        try:
+            async with asyncio.timeout(deadline):
+                async with self._lock:
+                    await self._async_spool_memory()
+                if self._moves:
+                    await asyncio.wait(set(self._moves))
+        except TimeoutError:
+            LOGGER.warning("The spool did not take every point in time")
+
+    async def _async_close(self) -> None:
+        self._closed = True
+        if self._cancel_retry is not None:
+            self._cancel_retry()
+            self._cancel_retry = None
+        if lost := len(self._queue):
+            self._queue.drop_oldest(lost)
+            self.health.dropped(lost, DROP_SHUTDOWN)
+        await self._hass.async_add_executor_job(self._spool.close)
+
+    # -- capture side: the per-event path --------------------------------------
 
     @callback
     def add(self, line: str) -> None:
@@ -117,11 +249,45 @@ class Pipeline:
         self._add_own(own)
         self._stats.points_queued += 1
         if len(self._owns) >= self._wake_at:
-            self._wakeup.set()
+            self._on_backlog()
 
-    async def async_run(self) -> None:
-        """Consumer task: flush on a full batch or every flush interval."""
+    @callback
+    def _on_backlog(self) -> None:
+        """A batch is ready, or memory is full: wake the consumer, move the
+        oldest points to the spool, and drop beyond the hard bound."""
+        self._wakeup.set()
+        held = self.held
+        if held <= self._max_memory or self._closed:
+            return
+        if (
+            (self._overflow is None or self._overflow.done())
+            and self._entry is not None
+            and self.health.spool_retry_due
+        ):
+            self._overflow = self._entry.async_create_background_task(
+                self._hass, self._async_overflow(), f"{DOMAIN} overflow"
+            )
+        if held > self._max_memory + self._batch_size:
+            # Dropping down to the bound (not one point per event) keeps this,
+            # and the repair it raises, off the per-event path.
+            count = min(len(self._queue), held - self._max_memory)
+            self._queue.drop_oldest(count)
+            self.health.dropped(count, DROP_MEMORY_FULL)
+
+    async def _async_overflow(self) -> None:
+        """Move the oldest points beyond the memory bound to the spool."""
+        while self.held > self._max_memory and self._queue:
+            batch = self._queue.take(min(self._batch_size, len(self._queue)))
+            if not await self._async_move(batch):
+                return
+
+    # -- the consumer -------------------------------------------------------------
+
+    async def _async_run(self) -> None:
+        """Probe the server, then flush on a full batch or every flush interval.
+        Nothing but cancellation ends this loop."""
         loop = self._hass.loop
+        await self._async_supervised(self._async_probe)
         next_flush = loop.time() + self._flush_interval
         while True:
             try:
@@ -133,7 +299,47 @@ class Pipeline:
             # The interval counts from the start of a flush: no point waits
             # longer than one interval plus its write.
             next_flush = loop.time() + self._flush_interval
-            await self.async_flush()
+            if not await self._async_supervised(self.async_flush):
+                # After an unexpected error, wait as after a failed write.
+                next_flush = loop.time() + self._next_backoff()
+            self.health.clear_quiet_issues(
+                spool_has_room=self._spool.bytes < self._spool.max_bytes * 0.9,
+                memory_ok=self.held <= self._max_memory,
+            )
+
+    async def _async_supervised(self, job: Callable[[], Awaitable[object]]) -> bool:
+        """Run a step of the consumer; an unexpected error is counted and logged
+        once with its traceback, and the loop goes on."""
+        try:
+            await job()
+        except Exception as err:  # the consumer must outlive any bug or library error
+            self._stats.internal_errors += 1
+            self._stats.last_error = f"{type(err).__name__}: {err}"
+            self._stats.log_once(
+                f"internal_{type(err).__name__}",
+                "Unexpected error while delivering to InfluxDB; delivery goes on "
+                "and further ones are counted in diagnostics",
+                exc_info=err,
+            )
+            return False
+        return True
+
+    async def _async_probe(self) -> None:
+        """Test write at startup, off the setup path: capture is already on.
+        It holds the lock, so a flush asked for meanwhile waits for its verdict."""
+        try:
+            async with self._lock:
+                await self._writer.async_write(b"")
+        except WriteError as err:
+            if not isinstance(err, InvalidAuth):
+                LOGGER.warning(
+                    "InfluxDB is not available (%s); capturing into the spool "
+                    "until it is",
+                    err,
+                )
+            self._on_error(err)
+            return
+        self.health.clear(issues.AUTH_FAILED, issues.TARGET_MISSING)
 
     async def async_flush(self, *, force: bool = False) -> bool:
         """Write what is spooled, then what is queued; True when all is written.
@@ -141,8 +347,10 @@ class Pipeline:
         While the circuit is open (backing off, or credentials refused) the memory
         queue goes to the spool instead, unless ``force`` asks for a probe now.
         """
+        if self._closed:
+            return False
         async with self._lock:
-            if not force and (self._paused or time.monotonic() < self._retry_at):
+            if not force and (self._paused or self._circuit_open):
                 await self._async_spool_memory()
                 return False
             try:
@@ -155,44 +363,60 @@ class Pipeline:
             self._on_success()
             return True
 
-    async def async_shutdown(self, grace: float) -> None:
-        """Write what can be written in time; spool the rest (unload, HA stop)."""
-        try:
-            async with asyncio.timeout(grace):
-                await self.async_flush()
-        except TimeoutError:
-            LOGGER.warning("InfluxDB did not answer in time; the rest stays spooled")
-        async with self._lock:
-            await self._async_spool_memory()
-
     async def _async_drain_spool(self) -> None:
         """Replay the spool, oldest first, ``MAX_IN_FLIGHT`` batches at a time.
 
         Spooled bodies are sent as stored, and the next batches are read from
-        disk while these are written (replay speed is what ends an outage).
+        disk while these are written (replay speed is what ends an outage). A
+        spool that cannot be read leaves delivery from memory going.
         """
         if not self._spool.batches:
             return
-        run, peek = self._hass.async_add_executor_job, self._spool.peek
-        batches = await run(peek, MAX_IN_FLIGHT, 0)
-        while batches:
-            upcoming = run(peek, MAX_IN_FLIGHT, batches[-1].id)
-            try:
-                results = await asyncio.gather(
-                    *(self._async_write_spooled(batch) for batch in batches),
-                    return_exceptions=True,
-                )
-                written = [
-                    b for b, r in zip(batches, results, strict=True) if r is None
-                ]
-                if written:
-                    await run(self._spool.ack, [batch.id for batch in written])
-                    self._stats.points_replayed += sum(b.points for b in written)
-                _raise_first(results)
-            except BaseException:
-                upcoming.cancel()
-                raise
-            batches = await upcoming
+        try:
+            read = await self._async_peek(0)
+            while read.batches:
+                upcoming = self._async_peek(read.batches[-1].id)
+                try:
+                    await self._async_replay(read.batches)
+                except BaseException:
+                    # Let the read finish on its own (its damaged rows are
+                    # counted when it does); nobody waits for it.
+                    upcoming.add_done_callback(_consume)
+                    raise
+                read = await upcoming
+        except SpoolError as err:
+            self.health.spool_failed(err)
+
+    def _async_peek(self, after: int) -> asyncio.Future[SpoolRead]:
+        future = self._hass.async_add_executor_job(
+            self._spool.peek, MAX_IN_FLIGHT, after
+        )
+        future.add_done_callback(self._on_peeked)
+        return future
+
+    @callback
+    def _on_peeked(self, future: asyncio.Future[SpoolRead]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        read = future.result()
+        if read.damaged_points:
+            self.health.dropped(read.damaged_points, DROP_DAMAGED)
+        if read.dead_lettered:
+            self._stats.rejected_points += read.dead_lettered
+
+    async def _async_replay(self, batches: list[SpooledBatch]) -> None:
+        results = await asyncio.gather(
+            *(self._async_write_spooled(batch) for batch in batches),
+            return_exceptions=True,
+        )
+        written = [b for b, r in zip(batches, results, strict=True) if r is None]
+        if written:
+            await self._hass.async_add_executor_job(
+                self._spool.ack, [batch.id for batch in written]
+            )
+            self._stats.points_replayed += sum(b.points for b in written)
+            self.health.spool_ok()
+        _raise_first(results)
 
     async def _async_drain_memory(self) -> None:
         """Write the memory queue, ``MAX_IN_FLIGHT`` batches at a time.
@@ -204,8 +428,9 @@ class Pipeline:
         while queue:
             batches: list[QueuedBatch] = []
             while queue and len(batches) < MAX_IN_FLIGHT:
-                count = min(self._batch_size, len(queue))
-                batches.append(queue.take(count))
+                batches.append(queue.take(min(self._batch_size, len(queue))))
+            taken = sum(len(batch) for batch in batches)
+            self.writing += taken
             results: list[BaseException | None] = [None] * len(batches)
             finished = False
             try:
@@ -218,6 +443,7 @@ class Pipeline:
                 )
                 finished = True
             finally:
+                self.writing -= taken
                 # Cancelled mid-write, nobody knows what landed: requeue it all
                 # (a point written twice overwrites itself).
                 pairs = list(zip(batches, results, strict=True))
@@ -227,23 +453,53 @@ class Pipeline:
             _raise_first(results)
 
     async def _async_spool_memory(self) -> None:
-        """Move the memory queue to disk, a batch at a time."""
+        """Move the memory queue to the spool, a batch at a time; stop at the
+        first failure (the points stay in memory)."""
         queue = self._queue
         while queue:
-            count = min(self._batch_size, len(queue))
-            dropped = await self._hass.async_add_executor_job(
-                self._spool.append, queue.take(count).lines()
-            )
-            self._stats.points_spooled += count
-            if dropped:
-                self._stats.dropped_points += dropped
+            if not await self._async_move(
+                queue.take(min(self._batch_size, len(queue)))
+            ):
+                return
+
+    async def _async_move(self, batch: QueuedBatch) -> bool:
+        """Store a batch taken from the queue in the spool; True when it holds it.
+
+        The batch counts as held in memory until the spool has it; it goes back
+        to the queue's front if the spool refuses it. Cancel-safe: cancelling the
+        caller leaves the write to finish in its thread and settle itself.
+        """
+        self.moving += len(batch)
+        future = self._hass.async_add_executor_job(_append, self._spool, batch)
+        self._moves.add(future)
+        future.add_done_callback(partial(self._on_moved, batch))
+        try:
+            await asyncio.shield(future)
+        except Exception:  # settled (and logged) by _on_moved
+            return False
+        return True
+
+    @callback
+    def _on_moved(self, batch: QueuedBatch, future: asyncio.Future[int]) -> None:
+        self._moves.discard(future)
+        self.moving -= len(batch)
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled() or error is not None:
+            self._queue.put_back(batch)
+            if isinstance(error, SpoolError):
+                self.health.spool_failed(error)
+            elif error is not None:
+                self._stats.internal_errors += 1
                 self._stats.log_once(
-                    "spool_full",
-                    "The spool is full; dropped the %s oldest points (counted in "
-                    "diagnostics and the dropped points sensor)",
-                    dropped,
+                    "internal_spool", "Unexpected error while spooling", exc_info=error
                 )
-                self.hooks.spool_full(self._stats.dropped_points)
+            if self.held > self._max_memory + self._batch_size:
+                self._on_backlog()
+            return
+        self._stats.points_spooled += len(batch)
+        self.health.spool_ok()
+        if dropped := future.result():
+            self.health.dropped(dropped, DROP_SPOOL_FULL)
 
     async def _async_write_spooled(self, batch: SpooledBatch) -> None:
         await self._async_write_body(batch.body, batch.points, lambda: batch.lines)
@@ -263,15 +519,7 @@ class Pipeline:
         except Rejected as err:
             batch = lines()
             if len(batch) == 1:
-                await self._hass.async_add_executor_job(
-                    self._spool.add_dead_letters, batch, str(err)
-                )
-                self._stats.rejected_points += 1
-                self._stats.log_once(
-                    "rejected",
-                    "InfluxDB refused a point; it is kept as a dead letter: %s",
-                    err,
-                )
+                await self._async_dead_letter(batch, str(err))
                 return
             middle = len(batch) // 2
             await self._async_write_lines(batch[:middle])
@@ -281,13 +529,31 @@ class Pipeline:
         self._stats.batches_written += 1
         self._stats.last_write = dt_util.utcnow()
 
+    async def _async_dead_letter(self, lines: list[str], error: str) -> None:
+        try:
+            await self._hass.async_add_executor_job(
+                self._spool.add_dead_letters, lines, error
+            )
+        except SpoolError as err:
+            self.health.spool_failed(err)
+            self.health.dropped(len(lines), DROP_REJECTED)
+            return
+        self._stats.rejected_points += len(lines)
+        self._stats.log_once(
+            "rejected",
+            "InfluxDB refused a point; it is kept as a dead letter: %s",
+            error,
+        )
+
+    # -- outcomes ---------------------------------------------------------------
+
     def _on_success(self) -> None:
         self._backoff = 0.0
-        self._retry_at = 0.0
+        self._paused = False
         if self._stats.last_error is not None:
             LOGGER.info("Writing to InfluxDB works again")
             self._stats.last_error = None
-            self.hooks.recovered()
+            self.health.clear(issues.AUTH_FAILED, issues.TARGET_MISSING)
 
     def _on_error(self, err: WriteError) -> None:
         self._stats.write_errors += 1
@@ -296,90 +562,43 @@ class Pipeline:
         self._stats.last_error = str(err)
         if isinstance(err, InvalidAuth):
             self._paused = True
-            self.hooks.auth_failed()
+            self.health.raise_issue(issues.AUTH_FAILED)
+            self.health.hooks.reauth()
             return
         if isinstance(err, TargetNotFound):
-            self.hooks.target_missing(str(err))
+            self.health.raise_issue(issues.TARGET_MISSING, error=str(err))
         retry_after = err.retry_after if isinstance(err, RetryLater) else None
-        self._backoff = min(BACKOFF_MAX, max(BACKOFF_START, self._backoff * 2))
-        delay = retry_after or self._backoff * random.uniform(0.5, 1.0)
-        self._retry_at = time.monotonic() + delay
+        if retry_after is not None:
+            delay = min(BACKOFF_MAX, retry_after)
+        else:
+            delay = self._next_backoff()
+        self._open_circuit(delay)
 
-    def resume(self) -> None:
-        """Write again (new credentials); the next flush probes the server."""
-        self._paused = False
-        self._retry_at = 0.0
+    def _next_backoff(self) -> float:
+        self._backoff = min(BACKOFF_MAX, max(BACKOFF_START, self._backoff * 2))
+        return self._backoff * random.uniform(0.5, 1.0)
+
+    def _open_circuit(self, delay: float) -> None:
+        if self._cancel_retry is not None:
+            self._cancel_retry()
+        self._circuit_open = True
+        self._cancel_retry = async_call_later(self._hass, delay, self._close_circuit)
+
+    @callback
+    def _close_circuit(self, _now: datetime) -> None:
+        self._cancel_retry = None
+        self._circuit_open = False
         self._wakeup.set()
 
 
-class LineQueue:
-    """Lines waiting in memory, oldest first.
-
-    A state point waits as three pieces of its line in parallel deques of
-    strings: its entity's series key and rarely changing fields (cached strings
-    shared by the entity's points) and its own fields; other lines wait whole,
-    with empty shared pieces. Holding 100,000 points then costs their own fields
-    only, and no per-point tuple: tuples are tracked by the garbage collector,
-    and one per point measurably cost CPU per event.
-    """
-
-    __slots__ = ("keys", "rests", "shared")
-
-    def __init__(self) -> None:
-        self.keys: deque[str] = deque()
-        self.shared: deque[str] = deque()
-        self.rests: deque[str] = deque()
-
-    def __len__(self) -> int:
-        return len(self.rests)
-
-    def take(self, count: int) -> QueuedBatch:
-        """The first ``count`` points, removed."""
-        keys, shared, rests = self.keys, self.shared, self.rests
-        return QueuedBatch(
-            [keys.popleft() for _ in range(count)],
-            [shared.popleft() for _ in range(count)],
-            [rests.popleft() for _ in range(count)],
-        )
-
-    def put_back(self, batch: QueuedBatch) -> None:
-        """Return a batch to the front of the queue, in its order."""
-        self.keys.extendleft(reversed(batch.keys))
-        self.shared.extendleft(reversed(batch.shared))
-        self.rests.extendleft(reversed(batch.rests))
+def _append(spool: Spool, batch: QueuedBatch) -> int:
+    """Executor job: lines are joined off the event loop."""
+    return spool.append(batch.lines())
 
 
-@dataclass(slots=True)
-class QueuedBatch:
-    """Points taken from the queue, still in pieces."""
-
-    keys: list[str]
-    shared: list[str]
-    rests: list[str]
-
-    def __len__(self) -> int:
-        return len(self.rests)
-
-    def body(self) -> bytes:
-        """The request body, joined in one pass: every line's pieces and its
-        newline go in one list, so no line is built as a string of its own
-        (measured: about half the cost of joining whole lines)."""
-        count = len(self.rests)
-        parts = ["\n"] * (4 * count)
-        parts[0::4] = self.keys
-        parts[1::4] = self.shared
-        parts[2::4] = self.rests
-        # A lone surrogate (HA keeps undecodable bytes that way) becomes "?".
-        return "".join(parts).encode("utf-8", "replace")
-
-    def lines(self) -> list[str]:
-        """The points as whole lines (to split a refused batch, or to spool)."""
-        return [
-            key + shared + rest
-            for key, shared, rest in zip(
-                self.keys, self.shared, self.rests, strict=True
-            )
-        ]
+def _consume(future: asyncio.Future[SpoolRead]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _raise_first(results: list[BaseException | None]) -> None:

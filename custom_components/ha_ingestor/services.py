@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntryState
@@ -12,11 +13,12 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.util.json import JsonValueType
 
-from .const import DOMAIN
+from .const import DOMAIN, LOGGER
+from .spool import SpoolError
 
 try:  # Home Assistant 2026.x validates with probatio, older releases voluptuous
     import probatio as vol
@@ -54,21 +56,34 @@ def _entries(call: ServiceCall) -> list[HaIngestorConfigEntry]:
 async def _async_flush(call: ServiceCall) -> ServiceResponse:
     written: dict[str, JsonValueType] = {}
     for entry in _entries(call):
-        written[entry.entry_id] = await entry.runtime_data.pipeline.async_flush(
-            force=True
-        )
+        written[entry.entry_id] = await _async_flush_entry(entry)
     return {"written": written}
+
+
+async def _async_flush_entry(entry: HaIngestorConfigEntry) -> bool:
+    """Flush now; the pipeline handles write and spool failures itself, so what
+    reaches here is unexpected, and is told to the caller in HA's terms."""
+    try:
+        return await entry.runtime_data.pipeline.async_flush(force=True)
+    except Exception as err:
+        LOGGER.exception("Unexpected error while flushing %s", entry.title)
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="write_failed",
+            translation_placeholders={"error": f"{type(err).__name__}: {err}"},
+        ) from err
 
 
 async def _async_retry_dead_letters(call: ServiceCall) -> ServiceResponse:
     retried: dict[str, JsonValueType] = {}
     for entry in _entries(call):
-        pipeline = entry.runtime_data.pipeline
-        lines = await call.hass.async_add_executor_job(pipeline.spool.take_dead_letters)
-        for line in lines:
-            pipeline.add(line)
-        retried[entry.entry_id] = len(lines)
-        await pipeline.async_flush(force=True)
+        spool = entry.runtime_data.pipeline.spool
+        # The lines move to the spool in one transaction: nothing is lost if the
+        # write that follows fails.
+        retried[entry.entry_id] = await _async_spool_job(
+            call.hass, spool.requeue_dead_letters
+        )
+        await _async_flush_entry(entry)
     return {"retried": retried}
 
 
@@ -76,10 +91,21 @@ async def _async_purge_dead_letters(call: ServiceCall) -> ServiceResponse:
     purged: dict[str, JsonValueType] = {}
     for entry in _entries(call):
         spool = entry.runtime_data.pipeline.spool
-        purged[entry.entry_id] = await call.hass.async_add_executor_job(
-            spool.purge_dead_letters
+        purged[entry.entry_id] = await _async_spool_job(
+            call.hass, spool.purge_dead_letters
         )
     return {"purged": purged}
+
+
+async def _async_spool_job(hass: HomeAssistant, job: Callable[[], int]) -> int:
+    try:
+        return await hass.async_add_executor_job(job)
+    except SpoolError as err:
+        raise HomeAssistantError(
+            translation_domain=DOMAIN,
+            translation_key="spool_failed",
+            translation_placeholders={"error": str(err)},
+        ) from err
 
 
 @callback

@@ -24,9 +24,12 @@ class IngestorStats:
     invalid: int = 0
     rejected_points: int = 0
     dropped_points: int = 0
+    dropped_by_reason: dict[str, int] = field(default_factory=dict)
     points_spooled: int = 0
     points_replayed: int = 0
     mqtt_payloads_truncated: int = 0
+    spool_errors: int = 0
+    internal_errors: int = 0
     last_write: datetime | None = None
     last_error: str | None = None
     _logged: set[str] = field(default_factory=set, repr=False)
@@ -37,9 +40,15 @@ class IngestorStats:
         del data["_logged"]
         return data
 
-    def log_once(self, kind: str, message: str, *args: object) -> None:
+    def log_once(
+        self,
+        kind: str,
+        message: str,
+        *args: object,
+        exc_info: BaseException | None = None,
+    ) -> None:
         """Log a problem the first time it happens; count it every time elsewhere."""
         if kind in self._logged:
             return
         self._logged.add(kind)
-        LOGGER.log(logging.WARNING, message, *args)
+        LOGGER.log(logging.WARNING, message, *args, exc_info=exc_info)
