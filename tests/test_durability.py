@@ -693,3 +693,35 @@ async def test_home_assistant_stop_keeps_every_state_for_the_next_start(
         )
         assert stored == 20_110
         await again.async_stop(force=True)
+
+
+async def test_a_multi_line_text_survives_a_refused_spooled_batch(
+    hass: HomeAssistant, private_influxdb_v1: InfluxDB1Server
+) -> None:
+    """A spooled batch holding a text with a line break (1.x stores it as is) and a
+    line the server refuses: splitting the batch keeps the multi-line point whole,
+    so only the refused line becomes a dead letter."""
+    server = private_influxdb_v1
+    entry = _v1_entry(server, attributes_include=["note", "battery"])
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    pipeline = entry.runtime_data.pipeline
+    assert await pipeline.async_flush()
+    await entry.runtime_data.writer.async_write(
+        f'sensor,entity_id=sensor.other battery="low" {time.time_ns()}'.encode()
+    )
+    server.stop()
+    hass.states.async_set("sensor.note", "1", {"note": "first line\nsecond line"})
+    hass.states.async_set("sensor.conflict", "2", {"battery": 50})
+    await hass.async_block_till_done()
+    assert not await pipeline.async_flush()
+    assert pipeline.spool.points == 2
+
+    server.start()
+    assert await pipeline.async_flush(force=True)
+    [note] = server.rows(
+        "home", "SELECT note_str FROM sensor WHERE entity_id = 'sensor.note'"
+    )
+    assert note["note_str"] == "first line\nsecond line"
+    assert entry.runtime_data.stats.rejected_points == 1
+    assert pipeline.spool.dead_letter_count == 1
