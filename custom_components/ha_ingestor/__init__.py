@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from pathlib import Path
 import shutil
@@ -85,6 +86,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         batch_size=options.batch_size,
         flush_interval=options.flush_interval,
         max_memory_points=options.max_memory_points,
+        outage_alert=timedelta(minutes=options.outage_alert_minutes),
         hooks=PipelineHooks(
             raise_issue=partial(_async_raise_issue, hass, entry),
             clear_issue=partial(issues.async_clear, hass, entry),

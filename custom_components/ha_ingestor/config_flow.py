@@ -400,6 +400,7 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Optional("mqtt_retained"): BooleanSelector(),
         vol.Optional("max_spool_mb"): _number(0.01, 100_000, 0.01),
         vol.Optional("max_memory_points"): _number(100, 10_000_000),
+        vol.Optional("outage_alert_minutes"): _number(1, 10_080),
         vol.Optional("compress"): BooleanSelector(),
     }
 )

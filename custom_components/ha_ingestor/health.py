@@ -19,6 +19,7 @@ from .stats import IngestorStats
 
 # A drop repair clears itself after this long without a drop.
 QUIET_PERIOD: Final = timedelta(hours=1)
+OUTAGE_REFRESH: Final = timedelta(minutes=1)
 # A spool that failed is tried again for overflow after this many seconds.
 SPOOL_RETRY: Final = 5.0
 
@@ -57,6 +58,8 @@ class DeliveryHealth:
         self._spool_retry_at = 0.0
         self._last_drop: datetime | None = None
         self._raised: set[str] = set()
+        self._failing_since: datetime | None = None
+        self._outage_told: datetime | None = None
 
     @property
     def spool_retry_due(self) -> bool:
@@ -124,6 +127,36 @@ class DeliveryHealth:
             self.clear(issues.SPOOL_FULL)
         if memory_ok:
             self.clear(issues.POINTS_DROPPED)
+
+    def write_ok(self) -> None:
+        """A write (or the probe) succeeded: the outage, if any, is over."""
+        if self._failing_since is not None:
+            self._failing_since = self._outage_told = None
+            self.clear(issues.INFLUXDB_UNREACHABLE)
+
+    def write_failed(self) -> None:
+        """A write failed: the outage starts now, unless it already did."""
+        if self._failing_since is None:
+            self._failing_since = dt_util.utcnow()
+
+    def check_outage(
+        self, threshold: timedelta, *, unsent: int, room_mb: float
+    ) -> None:
+        """Raise the long-outage repair once no write succeeded for ``threshold``
+        (and keep its numbers current while it lasts)."""
+        since, now = self._failing_since, dt_util.utcnow()
+        if since is None or now - since < threshold:
+            return
+        # Its numbers are refreshed once a minute, not on every consumer wake.
+        if self._outage_told is not None and now - self._outage_told < OUTAGE_REFRESH:
+            return
+        self._outage_told = now
+        self.raise_issue(
+            issues.INFLUXDB_UNREACHABLE,
+            since=dt_util.as_local(since).strftime("%Y-%m-%d %H:%M"),
+            unsent=str(unsent),
+            room=f"{room_mb:.0f}",
+        )
 
     def raise_issue(self, kind: str, **placeholders: str) -> None:
         """Create or update one of the entry's repairs."""

@@ -16,7 +16,9 @@ TARGET_MISSING = "target_missing"
 SPOOL_UNAVAILABLE = "spool_unavailable"
 SPOOL_CORRUPT = "spool_corrupt"
 POINTS_DROPPED = "points_dropped"
+INFLUXDB_UNREACHABLE = "influxdb_unreachable"
 ALL = (
+    INFLUXDB_UNREACHABLE,
     SPOOL_FULL,
     AUTH_FAILED,
     TARGET_MISSING,

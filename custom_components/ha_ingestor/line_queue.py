@@ -76,6 +76,17 @@ class QueuedBatch:
         # A lone surrogate (HA keeps undecodable bytes that way) becomes "?".
         return "".join(parts).encode("utf-8", "replace")
 
+    def sample_times_ns(self, count: int = 20) -> list[int]:
+        """The timestamps of about ``count`` of its points, spread over it (each
+        line ends with its time): enough for a latency percentile."""
+        rests = self.rests
+        step = max(1, len(rests) // count)
+        times = []
+        for rest in rests[::step]:
+            if (time_ns := line_time_ns(rest)) is not None:
+                times.append(time_ns)
+        return times
+
     def lines(self) -> list[str]:
         """The points as whole lines (to split a refused batch, or to spool)."""
         return [
@@ -84,3 +95,12 @@ class QueuedBatch:
                 self.keys, self.shared, self.rests, strict=True
             )
         ]
+
+
+def line_time_ns(line: str) -> int | None:
+    """A line-protocol line's timestamp (its last word), if it has one."""
+    _, _, word = line.rpartition(" ")
+    try:
+        return int(word)
+    except ValueError:
+        return None

@@ -77,6 +77,8 @@ class IngestorOptions(BaseModel):
     attributes_exclude: tuple[str, ...] = ()
 
     dedup_window: float = Field(default=0.0, ge=0, le=86_400)
+    # Minutes without a successful write before the outage repair shows.
+    outage_alert_minutes: float = Field(default=15, ge=1, le=10_080)
     max_spool_mb: float = Field(default=512, ge=0.01, le=100_000)
     max_memory_points: int = Field(default=100_000, ge=100, le=10_000_000)
     mqtt_max_payload: int = Field(default=4096, ge=16, le=1_048_576)

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 import random
+import time
 from typing import Final
 
 from homeassistant.config_entries import ConfigEntry
@@ -38,7 +39,8 @@ from .health import (
     DeliveryHealth,
     PipelineHooks,
 )
-from .line_queue import LineQueue, QueuedBatch
+from .line_queue import LineQueue, QueuedBatch, line_time_ns
+from .metrics import LatencyWindow
 from .spool import Spool, SpooledBatch, SpoolError, SpoolRead
 from .stats import IngestorStats
 from .writer import (
@@ -58,6 +60,7 @@ BACKOFF_START: Final = 1.0
 WRITE_DEADLINE: Final = 10.0
 SPOOL_DEADLINE: Final = 30.0
 TASK_STOP_TIMEOUT: Final = 5.0
+OUTAGE_ALERT: Final = timedelta(minutes=15)
 
 
 class Pipeline:
@@ -73,6 +76,7 @@ class Pipeline:
         batch_size: int,
         flush_interval: float,
         max_memory_points: int,
+        outage_alert: timedelta = OUTAGE_ALERT,
         hooks: PipelineHooks | None = None,
     ) -> None:
         self._hass = hass
@@ -83,6 +87,7 @@ class Pipeline:
         self._batch_size = batch_size = min(batch_size, max_memory_points)
         self._flush_interval = flush_interval
         self._max_memory = max_memory_points
+        self._outage_alert = outage_alert
         self.health = DeliveryHealth(hass, stats, hooks or PipelineHooks(), spool.path)
         self._queue = LineQueue()
         self._add_key = self._queue.keys.append
@@ -104,6 +109,9 @@ class Pipeline:
         self._cancel_retry: CALLBACK_TYPE | None = None
         self._paused = False
         self._closed = False
+        self.latency = LatencyWindow()
+        # Whether the last write (or the startup probe) succeeded; None: not yet.
+        self.connected: bool | None = None
 
     @property
     def queued(self) -> int:
@@ -114,6 +122,11 @@ class Pipeline:
     def held(self) -> int:
         """Points in memory: queued, being written, being moved to the spool."""
         return len(self._queue) + self.writing + self.moving
+
+    def oldest_queued_ns(self) -> int | None:
+        """The event time of the oldest point waiting in memory, if any."""
+        rests = self._queue.rests
+        return line_time_ns(rests[0]) if rests else None
 
     @property
     def max_memory_points(self) -> int:
@@ -302,10 +315,19 @@ class Pipeline:
             if not await self._async_supervised(self.async_flush):
                 # After an unexpected error, wait as after a failed write.
                 next_flush = loop.time() + self._next_backoff()
-            self.health.clear_quiet_issues(
-                spool_has_room=self._spool.bytes < self._spool.max_bytes * 0.9,
-                memory_ok=self.held <= self._max_memory,
-            )
+            self._check_health()
+
+    def _check_health(self) -> None:
+        spool = self._spool
+        self.health.clear_quiet_issues(
+            spool_has_room=spool.bytes < spool.max_bytes * 0.9,
+            memory_ok=self.held <= self._max_memory,
+        )
+        self.health.check_outage(
+            self._outage_alert,
+            unsent=self.held + spool.points,
+            room_mb=max(0.0, (spool.max_bytes - spool.bytes) / 1_048_576),
+        )
 
     async def _async_supervised(self, job: Callable[[], Awaitable[object]]) -> bool:
         """Run a step of the consumer; an unexpected error is counted and logged
@@ -339,6 +361,8 @@ class Pipeline:
                 )
             self._on_error(err)
             return
+        self.connected = True
+        self.health.write_ok()
         self.health.clear(issues.AUTH_FAILED, issues.TARGET_MISSING)
 
     async def async_flush(self, *, force: bool = False) -> bool:
@@ -442,6 +466,10 @@ class Pipeline:
                     return_exceptions=True,
                 )
                 finished = True
+                written_ns = time.time_ns()
+                for batch, result in zip(batches, results, strict=True):
+                    if result is None:
+                        self.latency.add(written_ns, batch.sample_times_ns())
             finally:
                 self.writing -= taken
                 # Cancelled mid-write, nobody knows what landed: requeue it all
@@ -550,6 +578,8 @@ class Pipeline:
     def _on_success(self) -> None:
         self._backoff = 0.0
         self._paused = False
+        self.connected = True
+        self.health.write_ok()
         if self._stats.last_error is not None:
             LOGGER.info("Writing to InfluxDB works again")
             self._stats.last_error = None
@@ -557,6 +587,8 @@ class Pipeline:
 
     def _on_error(self, err: WriteError) -> None:
         self._stats.write_errors += 1
+        self.connected = False
+        self.health.write_failed()
         if self._stats.last_error is None:
             LOGGER.warning("Cannot write to InfluxDB, spooling and retrying: %s", err)
         self._stats.last_error = str(err)
