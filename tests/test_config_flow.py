@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -9,12 +10,18 @@ from unittest.mock import patch
 from homeassistant import config_entries
 from homeassistant.config_entries import SOURCE_USER, ConfigEntryState
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.data_entry_flow import FlowResult, FlowResultType, section
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components import ha_ingestor
-from custom_components.ha_ingestor.config_flow import OPTIONS_FLOW_RELOADS
+from custom_components.ha_ingestor.config_flow import (
+    MEASUREMENT_NAME_SCHEMA,
+    OPTION_SECTIONS,
+    OPTIONS_FLOW_RELOADS,
+    RECONFIGURE_SCHEMAS,
+    SCHEMAS,
+)
 from custom_components.ha_ingestor.const import DOMAIN
 
 from .fake_influxdb import FakeInfluxDB
@@ -35,6 +42,21 @@ async def _start_flow(hass: HomeAssistant, kind: str) -> str:
     assert result["type"] is FlowResultType.FORM
     assert result["step_id"] == kind
     return result["flow_id"]
+
+
+def _assert_errors_on_fields(result: FlowResult) -> None:
+    """Every error shows on a field of the form; only "unknown" at the top."""
+    fields = {str(key) for key in result["data_schema"].schema}
+    for key, error in result["errors"].items():
+        assert key in fields or (key, error) == ("base", "unknown"), (key, fields)
+
+
+def _form(options: dict[str, Any]) -> dict[str, Any]:
+    """Options as the options form sends them: nested in its sections."""
+    return {
+        name: {str(key): options[str(key)] for key in fields.schema if key in options}
+        for name, fields in OPTION_SECTIONS.items()
+    }
 
 
 def _v1_input(server: InfluxDB1Server, **overrides: Any) -> dict[str, Any]:
@@ -105,6 +127,7 @@ async def test_v1_errors_land_on_their_field_and_recover(
     )
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {field: error}
+    _assert_errors_on_fields(result)
     assert "wrong" not in str(result)
 
     result = await hass.config_entries.flow.async_configure(
@@ -199,6 +222,7 @@ async def test_v2_errors_land_on_their_field_and_recover(
     result = await hass.config_entries.flow.async_configure(flow_id, good | overrides)
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {field: error}
+    _assert_errors_on_fields(result)
 
     result = await hass.config_entries.flow.async_configure(flow_id, good)
     assert result["type"] is FlowResultType.CREATE_ENTRY
@@ -229,21 +253,36 @@ async def test_v3_errors_land_on_their_field_and_recover(
     result = await hass.config_entries.flow.async_configure(flow_id, good | overrides)
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {field: error}
+    _assert_errors_on_fields(result)
 
     result = await hass.config_entries.flow.async_configure(flow_id, good)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["data"] == {"api_version": "3"} | good
 
 
-async def test_unexpected_server_answer_shows_unknown_and_recovers(
-    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+@pytest.mark.parametrize(
+    ("status", "errors"),
+    [
+        (503, {"url": "server_unavailable"}),
+        (429, {"url": "server_unavailable"}),
+        (418, {"base": "unknown"}),
+    ],
+)
+async def test_busy_or_odd_server_answer_is_shown_and_recovers(
+    hass: HomeAssistant,
+    fake_influxdb: FakeInfluxDB,
+    status: int,
+    errors: dict[str, str],
 ) -> None:
-    """A server answer the flow cannot place (HTTP 418) gives a general error."""
+    """An overloaded or failing server (429, 5xx) shows on the URL; an answer the
+    flow cannot place (HTTP 418) gives the general error. Trying again succeeds."""
     good = {"url": fake_influxdb.url, "token": "good-token", "database": "home"}
     flow_id = await _start_flow(hass, "v3")
-    fake_influxdb.fail_next(418)
+    fake_influxdb.fail_next(status)
     result = await hass.config_entries.flow.async_configure(flow_id, good)
-    assert result["errors"] == {"base": "unknown"}
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == errors
+    _assert_errors_on_fields(result)
     result = await hass.config_entries.flow.async_configure(flow_id, good)
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
@@ -341,6 +380,102 @@ async def test_reauth_takes_a_new_token_and_reloads(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+@pytest.mark.parametrize(
+    ("trouble", "error"),
+    [
+        ("unreachable", "cannot_connect"),
+        ("busy", "server_unavailable"),
+        ("database gone", "database_not_found"),
+    ],
+)
+async def test_reauth_shows_any_connection_error_on_the_secret_and_recovers(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB, trouble: str, error: str
+) -> None:
+    """Reauth's form has the token alone: an unreachable or busy server, or a
+    database gone meanwhile, shows there rather than nowhere; once it is fixed,
+    the new token is saved."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{fake_influxdb.url}|home",
+        data=fake_influxdb.v3_entry_data() | {"token": "revoked-token"},
+    )
+    entry.add_to_hass(hass)
+    if trouble == "unreachable":
+        hass.config_entries.async_update_entry(
+            entry, data=entry.data | {"url": f"http://127.0.0.1:{free_port()}"}
+        )
+    result = await entry.start_reauth_flow(hass)
+    if trouble == "busy":
+        fake_influxdb.fail_next(503)
+    if trouble == "database gone":
+        fake_influxdb.databases.discard("home")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"token": "good-token"}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"token": error}
+    _assert_errors_on_fields(result)
+
+    hass.config_entries.async_update_entry(
+        entry, data=entry.data | {"url": fake_influxdb.url}
+    )
+    fake_influxdb.databases.add("home")
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], {"token": "good-token"}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert entry.data["token"] == "good-token"
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize(
+    ("data", "fields"),
+    [
+        (
+            {"api_version": "1", "url": "http://db:8086", "database": "home"},
+            [
+                "url",
+                "database",
+                "username",
+                "password",
+                "retention_policy",
+                "verify_ssl",
+                "ssl_ca_cert",
+            ],
+        ),
+        (
+            {
+                "api_version": "2",
+                "url": "http://db:8086",
+                "token": "t",
+                "organization": "o",
+                "bucket": "home",
+            },
+            ["url", "token", "organization", "bucket", "verify_ssl", "ssl_ca_cert"],
+        ),
+        (
+            {"api_version": "3", "url": "http://db:8181", "token": "t"}
+            | {"database": "home"},
+            ["url", "token", "database", "verify_ssl", "ssl_ca_cert"],
+        ),
+    ],
+)
+async def test_reconfigure_asks_for_the_secret_where_the_setup_form_did(
+    hass: HomeAssistant, data: dict[str, str], fields: list[str]
+) -> None:
+    """Reconfigure keeps the setup form's order, the password right after the
+    username; the secret may be left blank (it keeps the stored one)."""
+    entry = MockConfigEntry(domain=DOMAIN, unique_id="x", data=data)
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    schema = result["data_schema"].schema
+    assert [str(key) for key in schema] == fields
+    secret = next(key for key in schema if str(key) in ("password", "token"))
+    assert type(secret).__name__ == "Optional"
+
+
 async def test_reconfigure_moves_to_another_database_keeping_the_password(
     hass: HomeAssistant, influxdb_v1: InfluxDB1Server
 ) -> None:
@@ -386,6 +521,54 @@ async def test_reconfigure_moves_to_another_database_keeping_the_password(
     influxdb_v1.drop_database("other")
 
 
+@pytest.mark.parametrize(
+    ("overrides", "field", "error"),
+    [
+        ({"url": "unreachable"}, "url", "cannot_connect"),
+        ({"url": "http://admin@127.0.0.1:8086"}, "url", "url_has_credentials"),
+        ({"password": "wrong"}, "password", "invalid_auth"),
+        ({"database": "missing"}, "database", "database_not_found"),
+        (
+            {"retention_policy": "missing"},
+            "retention_policy",
+            "retention_policy_not_found",
+        ),
+        ({"ssl_ca_cert": "/nonexistent/ca.pem"}, "ssl_ca_cert", "ssl_error"),
+    ],
+)
+async def test_reconfigure_errors_land_on_their_field_and_recover(
+    hass: HomeAssistant,
+    influxdb_v1: InfluxDB1Server,
+    overrides: dict[str, str],
+    field: str,
+    error: str,
+) -> None:
+    """Each connection error of reconfigure shows on the field it concerns; the
+    corrected form saves."""
+    if overrides.get("url") == "unreachable":
+        overrides = {"url": f"http://127.0.0.1:{free_port()}"}
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id=f"{influxdb_v1.url}|home",
+        data={"api_version": "1"} | _v1_input(influxdb_v1),
+    )
+    entry.add_to_hass(hass)
+    result = await entry.start_reconfigure_flow(hass)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _v1_input(influxdb_v1, **overrides)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {field: error}
+    _assert_errors_on_fields(result)
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], _v1_input(influxdb_v1)
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_reconfigure_onto_an_existing_entry_is_aborted(
     hass: HomeAssistant, influxdb_v1: InfluxDB1Server
 ) -> None:
@@ -410,22 +593,65 @@ async def test_reconfigure_onto_an_existing_entry_is_aborted(
     influxdb_v1.drop_database("other")
 
 
-async def test_options_are_validated_and_stored(
+async def test_options_form_groups_the_fields_in_sections(hass: HomeAssistant) -> None:
+    """The options form shows five sections, the first one open; inside them the
+    fields hold the current values, and number fields carry their unit."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="x", data={}, options={"batch_size": 250}
+    )
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["step_id"] == "init"
+    sections = {str(key): value for key, value in result["data_schema"].schema.items()}
+    assert list(sections) == ["capture", "schema", "filters", "delivery", "durability"]
+    assert all(isinstance(value, section) for value in sections.values())
+    assert [value.options["collapsed"] for value in sections.values()] == [
+        False,
+        True,
+        True,
+        True,
+        True,
+    ]
+    fields = {
+        str(key): (key, selector)
+        for value in sections.values()
+        for key, selector in value.schema.schema.items()
+    }
+    assert "measurement_name" not in fields
+    assert fields["event_types"][0].description == {
+        "suggested_value": ["state_changed"]
+    }
+    assert fields["batch_size"][0].description == {"suggested_value": 250}
+    units = {
+        name: selector.config["unit_of_measurement"]
+        for name, (_, selector) in fields.items()
+        if "unit_of_measurement" in getattr(selector, "config", {})
+    }
+    assert units == {
+        "mqtt_max_payload": "characters",
+        "dedup_window": "s",
+        "batch_size": "points",
+        "flush_interval": "s",
+        "max_memory_points": "points",
+        "max_spool_mb": "MB",
+        "outage_alert_minutes": "minutes",
+    }
+
+
+async def test_options_are_validated_and_stored_flat(
     hass: HomeAssistant, influxdb_v1: InfluxDB1Server
 ) -> None:
-    """Bad topic filters and an empty capture are refused on their field."""
+    """Bad topic filters, an empty capture, a malformed override or a fractional
+    batch size are refused on the section that holds the field (HA's forms show no
+    error inside a section); the options are stored flat, under their keys."""
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id=f"{influxdb_v1.url}|home",
         data={"api_version": "1"} | _v1_input(influxdb_v1),
     )
     entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["step_id"] == "init"
-    schema_keys = {str(key): key for key in result["data_schema"].schema}
-    assert schema_keys["event_types"].description == {
-        "suggested_value": ["state_changed"]
-    }
 
     options = {
         "event_types": ["state_changed", "automation_triggered", "my_custom_event"],
@@ -438,31 +664,86 @@ async def test_options_are_validated_and_stored(
         "dedup_window": 5,
         "mqtt_max_payload": 1024,
         "mqtt_retained": True,
+        "outage_alert_minutes": 30,
     }
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], options
-    )
-    assert result["errors"] == {"mqtt_topics": "invalid_topic"}
+    for bad, errors in (
+        ({}, {"capture": "invalid_topic"}),
+        ({"event_types": [], "mqtt_topics": []}, {"capture": "nothing_selected"}),
+        (
+            {"measurement_overrides": ["no equals sign"]},
+            {"schema": "invalid_overrides"},
+        ),
+        ({"batch_size": 1.5}, {"delivery": "invalid_option"}),
+    ):
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], _form(options | bad)
+        )
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == errors
+        _assert_errors_on_fields(result)
+        options["mqtt_topics"] = ["zigbee2mqtt/#", " "]
 
     result = await hass.config_entries.options.async_configure(
-        result["flow_id"], options | {"event_types": [], "mqtt_topics": []}
-    )
-    assert result["errors"] == {"event_types": "nothing_selected"}
-
-    options["mqtt_topics"] = ["zigbee2mqtt/#", " "]
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], options | {"measurement_overrides": ["no equals sign"]}
-    )
-    assert result["errors"] == {"measurement_overrides": "invalid_option"}
-
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], options
+        result["flow_id"], _form(options)
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert {key: entry.options[key] for key in options} == options | {
         "mqtt_topics": ["zigbee2mqtt/#"]
     }
     assert entry.options["include_domains"] == []
+    assert entry.options["measurement_name"] == "home_assistant"
+    # Saving reloaded the entry, with the new options.
+    await hass.async_block_till_done()
+    assert entry.runtime_data.options.outage_alert_minutes == 30
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_fixed_measurement_asks_for_its_name_in_a_second_step(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """The name is asked for only when "Fixed name" is chosen, in a step of its
+    own; an empty name is refused there. Another strategy skips the step and keeps
+    the stored name for a later switch back."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="x", data=fake_influxdb.v3_entry_data()
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    options = {
+        "event_types": ["state_changed"],
+        "batch_size": 100,
+        "flush_interval": 1,
+        "measurement": "fixed",
+    }
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _form(options)
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "measurement_name"
+    [key] = result["data_schema"].schema
+    assert key.description == {"suggested_value": "home_assistant"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"measurement_name": "  "}
+    )
+    assert result["errors"] == {"measurement_name": "measurement_name_required"}
+    _assert_errors_on_fields(result)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"measurement_name": "ha"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options["measurement"] == "fixed"
+    assert entry.options["measurement_name"] == "ha"
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _form(options | {"measurement": "entity_id"})
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options["measurement"] == "entity_id"
+    assert entry.options["measurement_name"] == "ha"
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_unload(entry.entry_id)
 
 
 async def test_reconfigure_takes_credentials_out_of_an_old_url(
@@ -504,38 +785,140 @@ async def test_reconfigure_takes_credentials_out_of_an_old_url(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
-async def test_measurement_by_device_class_keeps_its_stored_spelling(
+async def test_measurement_by_device_class_is_stored_as_offered(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """The form offers "domain_device_class" and the options store just that."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="x",
+        data=fake_influxdb.v3_entry_data(),
+        minor_version=2,
+        options={
+            "event_types": ["state_changed"],
+            "measurement": "domain_device_class",
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    schema = result["data_schema"].schema
+    [measurement] = [
+        key
+        for value in schema.values()
+        for key in value.schema.schema
+        if str(key) == "measurement"
+    ]
+    assert measurement.description == {"suggested_value": "domain_device_class"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        _form(
+            {
+                "event_types": ["state_changed"],
+                "batch_size": 100,
+                "flush_interval": 1,
+                "measurement": "domain_device_class",
+            }
+        ),
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options["measurement"] == "domain_device_class"
+    await hass.async_block_till_done()
+    assert entry.runtime_data.options.measurement == "domain_device_class"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_entry_with_the_old_spelling_migrates_and_names_measurements_alike(
     hass: HomeAssistant, influxdb_v1: InfluxDB1Server
 ) -> None:
-    """The form offers "domain_device_class" (a translation key cannot hold "__");
-    the options keep "domain__device_class", the spelling of Home Assistant's
-    influxdb integration, and the form shows it chosen next time."""
+    """An entry of an older release stored "domain__device_class": it migrates to
+    "domain_device_class" and still records sensor__temperature."""
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id=f"{influxdb_v1.url}|home",
         data={"api_version": "1"} | _v1_input(influxdb_v1),
+        version=1,
+        minor_version=1,
         options={
             "event_types": ["state_changed"],
             "measurement": "domain__device_class",
+            "batch_size": 10,
         },
     )
     entry.add_to_hass(hass)
-    result = await hass.config_entries.options.async_init(entry.entry_id)
-    schema_keys = {str(key): key for key in result["data_schema"].schema}
-    assert schema_keys["measurement"].description == {
-        "suggested_value": "domain_device_class"
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert (entry.version, entry.minor_version) == (1, 2)
+    assert entry.options == {
+        "event_types": ["state_changed"],
+        "measurement": "domain_device_class",
+        "batch_size": 10,
     }
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"],
-        {
-            "event_types": ["state_changed"],
-            "batch_size": 100,
-            "flush_interval": 1,
-            "measurement": "domain_device_class",
-        },
+    assert entry.runtime_data.options.measurement == "domain_device_class"
+
+    hass.states.async_set(
+        "sensor.t", "20", {"device_class": "temperature", "unit_of_measurement": "°C"}
     )
-    assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert entry.options["measurement"] == "domain__device_class"
+    await hass.async_block_till_done()
+    assert await entry.runtime_data.pipeline.async_flush()
+    [series] = influxdb_v1.query(
+        "home", "SELECT state FROM /.*/ WHERE entity_id = 'sensor.t'"
+    )
+    assert series["name"] == "sensor__temperature"
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_entry_of_a_newer_release_is_left_alone(hass: HomeAssistant) -> None:
+    """An entry a newer major version wrote is not set up, nor changed."""
+    entry = MockConfigEntry(domain=DOMAIN, unique_id="x", data={}, version=2)
+    entry.add_to_hass(hass)
+    assert not await hass.config_entries.async_setup(entry.entry_id)
+    assert entry.state is ConfigEntryState.MIGRATION_ERROR
+    assert entry.version == 2
+
+
+def test_every_field_has_a_label_and_a_description() -> None:
+    """Each field of each form, in the options' sections too, has its label and
+    its description, and no text looks like HTML (the frontend would drop it)."""
+    text = (Path(ha_ingestor.__file__).parent / "translations" / "en.json").read_text(
+        encoding="utf-8"
+    )
+    assert "<" not in text
+    translations = json.loads(text)
+    steps = translations["config"]["step"]
+    forms = {
+        "v1": (steps["v1"], SCHEMAS["1"]),
+        "v2": (steps["v2"], SCHEMAS["2"]),
+        "v3": (steps["v3"], SCHEMAS["3"]),
+        **{
+            f"reconfigure {kind}": (steps["reconfigure"], schema)
+            for kind, schema in RECONFIGURE_SCHEMAS.items()
+        },
+        "measurement_name": (
+            translations["options"]["step"]["measurement_name"],
+            MEASUREMENT_NAME_SCHEMA,
+        ),
+    }
+    sections = translations["options"]["step"]["init"]["sections"]
+    assert list(sections) == list(OPTION_SECTIONS)
+    for name, schema in OPTION_SECTIONS.items():
+        assert sections[name]["name"]
+        assert sections[name]["description"]
+        forms[f"options {name}"] = (sections[name], schema)
+    for form, (strings, schema) in forms.items():
+        fields = [str(key) for key in schema.schema]
+        assert set(strings["data"]) >= set(fields), form
+        assert set(strings["data_description"]) >= set(fields), form
+    reauth = steps["reauth_confirm"]
+    assert (
+        set(reauth["data"])
+        == set(reauth["data_description"])
+        == {
+            "password",
+            "token",
+        }
+    )
 
 
 def test_options_flow_reloads_by_itself_where_home_assistant_can() -> None:
@@ -562,12 +945,14 @@ async def test_saving_options_reloads_the_entry_once(
         result = await hass.config_entries.options.async_init(entry.entry_id)
         result = await hass.config_entries.options.async_configure(
             result["flow_id"],
-            {
-                "event_types": ["state_changed"],
-                "batch_size": 10,
-                "flush_interval": 1,
-                "measurement": "domain",
-            },
+            _form(
+                {
+                    "event_types": ["state_changed"],
+                    "batch_size": 10,
+                    "flush_interval": 1,
+                    "measurement": "domain",
+                }
+            ),
         )
         assert result["type"] is FlowResultType.CREATE_ENTRY
         await hass.async_block_till_done()

@@ -12,6 +12,7 @@ from homeassistant.config_entries import (
     OptionsFlow,
 )
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import section
 from homeassistant.helpers.importlib import async_import_module
 from homeassistant.helpers.selector import (
     AreaSelector,
@@ -72,6 +73,7 @@ from .writer import (
     CannotConnect,
     InvalidAuth,
     InvalidUrl,
+    RetryLater,
     SslError,
     TargetNotFound,
     WriteError,
@@ -115,7 +117,7 @@ SCHEMAS: dict[str, vol.Schema] = {
         }
     ),
 }
-# Reauth asks only for the secret of each server kind.
+# Reauth asks only for the secret of each server kind; reconfigure may leave it blank.
 SECRET_KEY = {API_V1: CONF_PASSWORD, API_V2: CONF_TOKEN, API_V3: CONF_TOKEN}
 # Whether saving options reloads the entry by itself; when not, the integration
 # reloads it from an update listener (which newer releases must not have).
@@ -179,6 +181,8 @@ def _errors_for(err: WriteError, data: dict[str, Any]) -> dict[str, str]:
         }
     if isinstance(err, CannotConnect):
         return {CONF_URL: "cannot_connect"}
+    if isinstance(err, RetryLater):
+        return {CONF_URL: "server_unavailable"}
     if isinstance(err, InvalidAuth):
         return {SECRET_KEY[api_version]: "invalid_auth"}
     if isinstance(err, TargetNotFound):
@@ -197,6 +201,9 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up a connection to one InfluxDB database or bucket."""
 
     VERSION = 1
+    # 2: the measurement strategy "domain__device_class" is stored as
+    # "domain_device_class" (async_migrate_entry converts older entries).
+    MINOR_VERSION = 2
 
     @staticmethod
     @callback
@@ -268,9 +275,6 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_update_reload_and_abort(
                     entry, unique_id=unique_id, title=_title(data), data=data
                 )
-        schema = SCHEMAS[api_version].extend(
-            {vol.Optional(SECRET_KEY[api_version]): _SECRET}
-        )
         suggested = {
             k: v
             for k, v in (user_input or entry.data).items()
@@ -278,7 +282,9 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
         }
         return self.async_show_form(
             step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            data_schema=self.add_suggested_values_to_schema(
+                RECONFIGURE_SCHEMAS[api_version], suggested
+            ),
             errors=errors,
         )
 
@@ -301,6 +307,11 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_update_reload_and_abort(
                     entry, data_updates=user_input
                 )
+            # The form has the secret alone: an error about another field (the
+            # server is down, the database gone) is shown there, not lost.
+            errors = {
+                key if key == "base" else secret: error for key, error in errors.items()
+            }
         return self.async_show_form(
             step_id="reauth_confirm",
             data_schema=vol.Schema({vol.Required(secret): _SECRET}),
@@ -310,29 +321,82 @@ class HaIngestorConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class HaIngestorOptionsFlow(_OptionsFlow):
-    """Pipeline options; the entry reloads when they change."""
+    """Pipeline options, in sections; the entry reloads when they change.
+
+    The sections are presentation only: the options are stored flat, under the
+    same keys as before there were sections.
+    """
+
+    def __init__(self) -> None:
+        """Start with nothing chosen."""
+        self._options: dict[str, Any] = {}
 
     async def async_step_init(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Edit what is captured and how it is batched."""
+        """Edit what is captured, how it is named and filtered, and delivered."""
+        current = IngestorOptions.from_entry_options(self.config_entry.options)
+        errors: dict[str, str] = {}
+        if user_input is None:
+            values = current.model_dump(mode="json")
+        else:
+            values = {k: v for part in user_input.values() for k, v in part.items()}
+            # Asked for in the next step, and only for a fixed name.
+            values["measurement_name"] = current.measurement_name
+            options, errors = await _async_validate_options(self.hass, values)
+            if options is not None:
+                self._options = options.model_dump(mode="json")
+                if options.measurement is MeasurementStrategy.FIXED:
+                    return await self.async_step_measurement_name()
+                return self.async_create_entry(data=self._options)
+        return self.async_show_form(
+            step_id="init",
+            data_schema=vol.Schema(
+                {
+                    vol.Required(name): section(
+                        self.add_suggested_values_to_schema(fields, values),
+                        {"collapsed": name != "capture"},
+                    )
+                    for name, fields in OPTION_SECTIONS.items()
+                }
+            ),
+            errors=errors,
+        )
+
+    async def async_step_measurement_name(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for the measurement name when "Fixed name" is chosen."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            chosen = _STORED_MEASUREMENT[user_input["measurement"]]
             options, errors = await _async_validate_options(
-                self.hass, user_input | {"measurement": chosen}
+                self.hass, self._options | user_input
             )
             if options is not None:
                 return self.async_create_entry(data=options.model_dump(mode="json"))
-        if user_input is None:
-            current = IngestorOptions.from_entry_options(self.config_entry.options)
-            user_input = current.model_dump(mode="json")
-            user_input["measurement"] = _FORM_MEASUREMENT[current.measurement]
         return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, user_input),
+            step_id="measurement_name",
+            data_schema=self.add_suggested_values_to_schema(
+                MEASUREMENT_NAME_SCHEMA, user_input or self._options
+            ),
             errors=errors,
         )
+
+
+def _reconfigure_schema(api_version: str) -> vol.Schema:
+    """The server kind's form with its secret optional, in the same place."""
+    secret = SECRET_KEY[api_version]
+    return vol.Schema(
+        {
+            vol.Optional(secret) if str(key) == secret else key: value
+            for key, value in SCHEMAS[api_version].schema.items()
+        }
+    )
+
+
+RECONFIGURE_SCHEMAS: Final = {
+    api_version: _reconfigure_schema(api_version) for api_version in SCHEMAS
+}
 
 
 def _list(options: list[str] | None = None) -> SelectSelector:
@@ -342,86 +406,119 @@ def _list(options: list[str] | None = None) -> SelectSelector:
     )
 
 
-def _number(low: float, high: float, step: float = 1) -> NumberSelector:
+def _number(low: float, high: float, unit: str, step: float = 1) -> NumberSelector:
     return NumberSelector(
-        NumberSelectorConfig(min=low, max=high, step=step, mode=NumberSelectorMode.BOX)
+        NumberSelectorConfig(
+            min=low,
+            max=high,
+            step=step,
+            mode=NumberSelectorMode.BOX,
+            unit_of_measurement=unit,
+        )
     )
 
 
-# A selector's option values are its translation keys, which may not hold "__";
-# the stored value keeps the spelling of Home Assistant's influxdb integration.
-_FORM_MEASUREMENT: Final = {
-    strategy: strategy.value.replace("__", "_") for strategy in MeasurementStrategy
-}
-_STORED_MEASUREMENT: Final = {value: key for key, value in _FORM_MEASUREMENT.items()}
+def _entities() -> EntitySelector:
+    return EntitySelector(EntitySelectorConfig(multiple=True))
 
-OPTIONS_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_EVENT_TYPES): _list(list(SUGGESTED_EVENT_TYPES)),
-        vol.Optional(CONF_MQTT_TOPICS): _list(),
-        vol.Required(CONF_BATCH_SIZE): _number(1, 100_000),
-        vol.Required(CONF_FLUSH_INTERVAL): _number(0.1, 3600, 0.1),
-        vol.Required("measurement"): SelectSelector(
-            SelectSelectorConfig(
-                options=list(_FORM_MEASUREMENT.values()),
-                translation_key="measurement",
-            )
-        ),
-        vol.Optional("measurement_name"): _TEXT,
-        vol.Optional("measurement_overrides"): _list(),
-        vol.Optional("include_domains"): _list(),
-        vol.Optional("include_entities"): EntitySelector(
-            EntitySelectorConfig(multiple=True)
-        ),
-        vol.Optional("include_entity_globs"): _list(),
-        vol.Optional("include_areas"): AreaSelector(AreaSelectorConfig(multiple=True)),
-        vol.Optional("include_labels"): LabelSelector(
-            LabelSelectorConfig(multiple=True)
-        ),
-        vol.Optional("include_devices"): DeviceSelector(
-            DeviceSelectorConfig(multiple=True)
-        ),
-        vol.Optional("exclude_domains"): _list(),
-        vol.Optional("exclude_entities"): EntitySelector(
-            EntitySelectorConfig(multiple=True)
-        ),
-        vol.Optional("exclude_entity_globs"): _list(),
-        vol.Optional("exclude_areas"): AreaSelector(AreaSelectorConfig(multiple=True)),
-        vol.Optional("exclude_labels"): LabelSelector(
-            LabelSelectorConfig(multiple=True)
-        ),
-        vol.Optional("exclude_devices"): DeviceSelector(
-            DeviceSelectorConfig(multiple=True)
-        ),
-        vol.Optional("attributes_include"): _list(),
-        vol.Optional("attributes_exclude"): _list(),
-        vol.Optional("dedup_window"): _number(0, 86_400, 0.1),
-        vol.Optional("mqtt_max_payload"): _number(16, 1_048_576),
-        vol.Optional("mqtt_retained"): BooleanSelector(),
-        vol.Optional("max_spool_mb"): _number(0.01, 100_000, 0.01),
-        vol.Optional("max_memory_points"): _number(100, 10_000_000),
-        vol.Optional("outage_alert_minutes"): _number(1, 10_080),
-        vol.Optional("compress"): BooleanSelector(),
-    }
-)
+
+def _areas() -> AreaSelector:
+    return AreaSelector(AreaSelectorConfig(multiple=True))
+
+
+def _labels() -> LabelSelector:
+    return LabelSelector(LabelSelectorConfig(multiple=True))
+
+
+def _devices() -> DeviceSelector:
+    return DeviceSelector(DeviceSelectorConfig(multiple=True))
+
+
+# The options form, section by section; the first one opens expanded.
+OPTION_SECTIONS: Final[dict[str, vol.Schema]] = {
+    "capture": vol.Schema(
+        {
+            vol.Required(CONF_EVENT_TYPES): _list(list(SUGGESTED_EVENT_TYPES)),
+            vol.Optional(CONF_MQTT_TOPICS): _list(),
+            vol.Optional("mqtt_retained"): BooleanSelector(),
+            vol.Optional("mqtt_max_payload"): _number(16, 1_048_576, "characters"),
+        }
+    ),
+    "schema": vol.Schema(
+        {
+            vol.Required("measurement"): SelectSelector(
+                SelectSelectorConfig(
+                    options=[strategy.value for strategy in MeasurementStrategy],
+                    translation_key="measurement",
+                )
+            ),
+            vol.Optional("measurement_overrides"): _list(),
+            vol.Optional("attributes_include"): _list(),
+            vol.Optional("attributes_exclude"): _list(),
+        }
+    ),
+    "filters": vol.Schema(
+        {
+            vol.Optional("include_domains"): _list(),
+            vol.Optional("include_entities"): _entities(),
+            vol.Optional("include_entity_globs"): _list(),
+            vol.Optional("include_areas"): _areas(),
+            vol.Optional("include_labels"): _labels(),
+            vol.Optional("include_devices"): _devices(),
+            vol.Optional("exclude_domains"): _list(),
+            vol.Optional("exclude_entities"): _entities(),
+            vol.Optional("exclude_entity_globs"): _list(),
+            vol.Optional("exclude_areas"): _areas(),
+            vol.Optional("exclude_labels"): _labels(),
+            vol.Optional("exclude_devices"): _devices(),
+            vol.Optional("dedup_window"): _number(0, 86_400, "s", 0.1),
+        }
+    ),
+    "delivery": vol.Schema(
+        {
+            vol.Required(CONF_BATCH_SIZE): _number(1, 100_000, "points"),
+            vol.Required(CONF_FLUSH_INTERVAL): _number(0.1, 3600, "s", 0.1),
+            vol.Optional("compress"): BooleanSelector(),
+        }
+    ),
+    "durability": vol.Schema(
+        {
+            vol.Optional("max_memory_points"): _number(100, 10_000_000, "points"),
+            vol.Optional("max_spool_mb"): _number(0.01, 100_000, "MB", 0.01),
+            vol.Optional("outage_alert_minutes"): _number(1, 10_080, "minutes"),
+        }
+    ),
+}
+# HA's forms cannot show an error on a field inside a section: it goes on the section.
+_SECTION_OF: Final = {
+    str(key): name for name, fields in OPTION_SECTIONS.items() for key in fields.schema
+}
+# Errors more telling than "invalid_option" for the fields users most often get wrong.
+_FIELD_ERRORS: Final = {
+    "measurement_overrides": "invalid_overrides",
+    "measurement_name": "measurement_name_required",
+}
+MEASUREMENT_NAME_SCHEMA = vol.Schema({vol.Required("measurement_name"): _TEXT})
 
 
 async def _async_validate_options(
-    hass: HomeAssistant, user_input: dict[str, Any]
+    hass: HomeAssistant, values: dict[str, Any]
 ) -> tuple[IngestorOptions | None, dict[str, str]]:
-    """Check options; errors land on the field they concern."""
-    if topics := user_input.get(CONF_MQTT_TOPICS):
+    """Check flat options; errors land on the section (or field) they concern."""
+    if topics := values.get(CONF_MQTT_TOPICS):
         # MQTT's code (about 2.4 MB once imported) loads only when it is used.
         util = await async_import_module(hass, "homeassistant.components.mqtt.util")
         for topic in topics:
             try:
                 util.valid_subscribe_topic(topic)
             except vol.Invalid:
-                return None, {CONF_MQTT_TOPICS: "invalid_topic"}
+                return None, {_SECTION_OF[CONF_MQTT_TOPICS]: "invalid_topic"}
     try:
-        return IngestorOptions.model_validate(user_input), {}
+        return IngestorOptions.model_validate(values), {}
     except ValidationError as err:
         location = err.errors()[0]["loc"]
         if not location:  # the model's own check: something must be captured
-            return None, {CONF_EVENT_TYPES: "nothing_selected"}
-        return None, {str(location[0]): "invalid_option"}
+            return None, {_SECTION_OF[CONF_EVENT_TYPES]: "nothing_selected"}
+        field = str(location[0])
+        error = _FIELD_ERRORS.get(field, "invalid_option")
+        return None, {_SECTION_OF.get(field, field): error}

@@ -30,11 +30,16 @@ from .const import (
 
 
 class MeasurementStrategy(StrEnum):
-    """How a state change's measurement name is chosen."""
+    """How a state change's measurement name is chosen.
+
+    The values are translation keys too, which may not hold "__": entries stored
+    as "domain__device_class" are migrated (``async_migrate_entry``); the
+    measurement it names stays ``<domain>__<device_class>``.
+    """
 
     DOMAIN = "domain"
     UNIT_OF_MEASUREMENT = "unit_of_measurement"
-    DOMAIN_DEVICE_CLASS = "domain__device_class"
+    DOMAIN_DEVICE_CLASS = "domain_device_class"
     ENTITY_ID = "entity_id"
     FIXED = "fixed"
 
@@ -54,7 +59,7 @@ class IngestorOptions(BaseModel):
     flush_interval: float = Field(default=DEFAULT_FLUSH_INTERVAL, gt=0, le=3600)
 
     measurement: MeasurementStrategy = MeasurementStrategy.DOMAIN
-    measurement_name: str = "home_assistant"
+    measurement_name: str = Field(default="home_assistant", min_length=1)
     # "sensor.x=name" or "sensor=name" lines: per-entity beats per-domain.
     measurement_overrides: tuple[str, ...] = ()
 
@@ -111,6 +116,11 @@ class IngestorOptions(BaseModel):
     @classmethod
     def _strip_and_dedupe(cls, values: tuple[str, ...]) -> tuple[str, ...]:
         return _clean(values)
+
+    @field_validator("measurement_name", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
 
     @field_validator("measurement_overrides", mode="after")
     @classmethod

@@ -1,7 +1,11 @@
-"""Service actions: flush now, retry or purge the dead letters."""
+"""Service actions: flush now, retry or purge the dead letters.
+
+Each answers per entry, keyed by the entry's title: what a user sees and picks.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -35,8 +39,9 @@ SERVICE_PURGE_DEAD_LETTERS = "purge_dead_letters"
 SCHEMA = vol.Schema({vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string})
 
 
-def _entries(call: ServiceCall) -> list[HaIngestorConfigEntry]:
-    """The loaded entries a call targets (all of them without an entry id)."""
+def _entries(call: ServiceCall) -> dict[str, HaIngestorConfigEntry]:
+    """The loaded entries a call targets (all of them without an entry id), by
+    the key of their result: the title, with the entry id when titles repeat."""
     entry_id = call.data.get(ATTR_CONFIG_ENTRY_ID)
     entries = [
         entry
@@ -50,13 +55,19 @@ def _entries(call: ServiceCall) -> list[HaIngestorConfigEntry]:
             translation_key="entry_not_loaded",
             translation_placeholders={"entry_id": str(entry_id)},
         )
-    return entries
+    titles = Counter(entry.title for entry in entries)
+    return {
+        entry.title
+        if titles[entry.title] == 1
+        else f"{entry.title} ({entry.entry_id})": entry
+        for entry in entries
+    }
 
 
 async def _async_flush(call: ServiceCall) -> ServiceResponse:
     written: dict[str, JsonValueType] = {}
-    for entry in _entries(call):
-        written[entry.entry_id] = await _async_flush_entry(entry)
+    for key, entry in _entries(call).items():
+        written[key] = await _async_flush_entry(entry)
     return {"written": written}
 
 
@@ -76,24 +87,20 @@ async def _async_flush_entry(entry: HaIngestorConfigEntry) -> bool:
 
 async def _async_retry_dead_letters(call: ServiceCall) -> ServiceResponse:
     retried: dict[str, JsonValueType] = {}
-    for entry in _entries(call):
+    for key, entry in _entries(call).items():
         spool = entry.runtime_data.pipeline.spool
         # The lines move to the spool in one transaction: nothing is lost if the
         # write that follows fails.
-        retried[entry.entry_id] = await _async_spool_job(
-            call.hass, spool.requeue_dead_letters
-        )
+        retried[key] = await _async_spool_job(call.hass, spool.requeue_dead_letters)
         await _async_flush_entry(entry)
     return {"retried": retried}
 
 
 async def _async_purge_dead_letters(call: ServiceCall) -> ServiceResponse:
     purged: dict[str, JsonValueType] = {}
-    for entry in _entries(call):
+    for key, entry in _entries(call).items():
         spool = entry.runtime_data.pipeline.spool
-        purged[entry.entry_id] = await _async_spool_job(
-            call.hass, spool.purge_dead_letters
-        )
+        purged[key] = await _async_spool_job(call.hass, spool.purge_dead_letters)
     return {"purged": purged}
 
 
