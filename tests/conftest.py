@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+import shutil
+from unittest.mock import patch
 
+from homeassistant.const import Platform
 import pytest
+from pytest_homeassistant_custom_component.common import get_test_config_dir
 import pytest_socket
+
+from custom_components.ha_ingestor.const import DOMAIN
 
 from .fake_influxdb import FakeInfluxDB
 from .servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
@@ -22,6 +28,31 @@ def hass_config_dir(hass_tmp_config_dir: str) -> str:
     """Each test gets its own config dir: spools never leak between tests, or
     between test runs on the same machine."""
     return hass_tmp_config_dir
+
+
+@pytest.fixture(autouse=True)
+def remove_shared_spools(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The minimum version's harness has no per-test config dir: delete what a
+    test spooled in its shared one."""
+    yield
+    if "hass" in request.fixturenames:
+        hass = request.getfixturevalue("hass")
+        if hass.config.config_dir == get_test_config_dir():
+            shutil.rmtree(hass.config.path(".storage", DOMAIN), ignore_errors=True)
+
+
+@pytest.fixture
+def platforms() -> list[Platform]:
+    """No health entities unless a test asks for them: their own states would
+    land in InfluxDB beside the points a test counts."""
+    return []
+
+
+@pytest.fixture(autouse=True)
+def only_platforms(platforms: list[Platform]) -> Iterator[None]:
+    """Set up only the platforms the test's ``platforms`` fixture names."""
+    with patch("custom_components.ha_ingestor.PLATFORMS", platforms):
+        yield
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import ssl
 import subprocess
 import tempfile
 import time
-from typing import Self
+from typing import Any, Self
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -118,6 +118,17 @@ class InfluxDB1Server(_Server):
     name = "influxdb"
     admin_user = "admin"
     admin_password = "test-admin-secret"
+
+    def entry_data(self, database: str = "home") -> dict[str, Any]:
+        """Config entry data for this server's 1.x API, as the admin user."""
+        return {
+            "api_version": "1",
+            "url": self.url,
+            "database": database,
+            "username": self.admin_user,
+            "password": self.admin_password,
+            "verify_ssl": True,
+        }
 
     def __init__(
         self, certificate: Path | None = None, key: Path | None = None

@@ -107,14 +107,7 @@ async def _setup_ingestor(
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id="test",
-        data={
-            "api_version": "1",
-            "url": server.url,
-            "database": "home",
-            "username": server.admin_user,
-            "password": server.admin_password,
-            "verify_ssl": True,
-        },
+        data=server.entry_data(),
         options={"event_types": [], **options},
     )
     entry.add_to_hass(hass)

@@ -34,14 +34,7 @@ async def test_diagnostics_redact_credentials(
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id="diagnostics",
-        data={
-            "api_version": "1",
-            "url": "http://127.0.0.1:8086",
-            "database": "home",
-            "username": influxdb_v1.admin_user,
-            "password": influxdb_v1.admin_password,
-            "verify_ssl": True,
-        },
+        data=influxdb_v1.entry_data() | {"url": "http://127.0.0.1:8086"},
     )
     entry.add_to_hass(hass)
     # The snapshot must not depend on the random server port.

@@ -54,14 +54,7 @@ def _v1_entry(
         entry_id=entry_id,
         title="home",
         unique_id=f"{server.url}|home",
-        data={
-            "api_version": "1",
-            "url": server.url,
-            "database": "home",
-            "username": server.admin_user,
-            "password": server.admin_password,
-            "verify_ssl": True,
-        },
+        data=server.entry_data(),
         options=options,
     )
 
@@ -261,12 +254,12 @@ async def test_type_conflict_loses_only_the_conflicting_line(
     response = await hass.services.async_call(
         DOMAIN, "retry_dead_letters", blocking=True, return_response=True
     )
-    assert response == {"retried": {entry.entry_id: 1}}
+    assert response == {"retried": {entry.title: 1}}
     assert entry.runtime_data.pipeline.spool.dead_letter_count == 1
     response = await hass.services.async_call(
         DOMAIN, "purge_dead_letters", blocking=True, return_response=True
     )
-    assert response == {"purged": {entry.entry_id: 1}}
+    assert response == {"purged": {entry.title: 1}}
     assert entry.runtime_data.pipeline.spool.dead_letter_count == 0
 
 
@@ -512,7 +505,7 @@ async def test_full_disk_bounds_memory_and_counts_every_drop(
         response = await hass.services.async_call(
             DOMAIN, "flush", blocking=True, return_response=True
         )
-        assert response == {"written": {entry.entry_id: True}}
+        assert response == {"written": {entry.title: True}}
         stored = server.rows("home", "SELECT count(state) FROM sensor")[0]["count"]
         assert stored + stats.dropped_points == fired
         assert stats.internal_errors == 0
@@ -692,6 +685,7 @@ async def test_home_assistant_stop_keeps_every_state_for_the_next_start(
             )
         )
         assert stored == 20_110
+        assert await again.config_entries.async_unload(second.entry_id)
         await again.async_stop(force=True)
 
 

@@ -65,14 +65,7 @@ async def test_hostile_states_events_and_payloads_all_land(
     entry = MockConfigEntry(
         domain=DOMAIN,
         unique_id="hostile",
-        data={
-            "api_version": "1",
-            "url": influxdb_v1.url,
-            "database": "home",
-            "username": influxdb_v1.admin_user,
-            "password": influxdb_v1.admin_password,
-            "verify_ssl": True,
-        },
+        data=influxdb_v1.entry_data(),
         options={
             "event_types": ["state_changed", "hostile"],
             # Keep every attribute: text ones become <name>_str fields.

@@ -19,15 +19,7 @@ def _v1_entry(server: InfluxDB1Server, **overrides: str) -> MockConfigEntry:
         domain=DOMAIN,
         title="home",
         unique_id=f"{server.url}|home",
-        data={
-            "api_version": "1",
-            "url": server.url,
-            "database": "home",
-            "username": server.admin_user,
-            "password": server.admin_password,
-            "verify_ssl": True,
-        }
-        | overrides,
+        data=server.entry_data() | overrides,
     )
 
 
@@ -106,10 +98,11 @@ async def test_options_change_reloads_the_entry(
     result = await hass.config_entries.options.async_configure(
         result["flow_id"],
         {
-            "event_types": ["state_changed"],
-            "batch_size": 10,
-            "flush_interval": 1.0,
-            "measurement": "domain",
+            "capture": {"event_types": ["state_changed"]},
+            "schema": {"measurement": "domain"},
+            "filters": {},
+            "delivery": {"batch_size": 10, "flush_interval": 1.0},
+            "durability": {},
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY

@@ -43,17 +43,6 @@ async def _setup(
     return entry
 
 
-def _v1_data(server: InfluxDB1Server) -> dict[str, Any]:
-    return {
-        "api_version": "1",
-        "url": server.url,
-        "database": "home",
-        "username": server.admin_user,
-        "password": server.admin_password,
-        "verify_ssl": True,
-    }
-
-
 async def _flush(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     await hass.async_block_till_done()
     assert await entry.runtime_data.pipeline.async_flush()
@@ -143,7 +132,7 @@ async def test_state_changes_land_enriched_in_influxdb_1x(
 ) -> None:
     """1,000 state changes over 50 enriched entities all land, with every tag."""
     entity_ids = _home_registries(hass, 50)
-    entry = await _setup(hass, _v1_data(influxdb_v1))
+    entry = await _setup(hass, influxdb_v1.entry_data())
     for round_ in range(20):
         for index, entity_id in enumerate(entity_ids):
             hass.states.async_set(
@@ -214,7 +203,7 @@ async def test_point_timestamp_is_last_updated_in_nanoseconds(
 ) -> None:
     """The point's time is the state's last_updated, to the nanosecond, also
     when HA's float timestamp lies exactly between two microseconds."""
-    entry = await _setup(hass, _v1_data(influxdb_v1))
+    entry = await _setup(hass, influxdb_v1.entry_data())
     # 7,812.5 µs past the second, exactly representable: last_updated rounds
     # it half to even.
     hass.states.async_set(
@@ -256,7 +245,7 @@ async def test_unavailable_is_recorded_as_state_without_value(
     hass: HomeAssistant, influxdb_v1: InfluxDB1Server
 ) -> None:
     """An outage is data: unknown/unavailable are stored as state only."""
-    entry = await _setup(hass, _v1_data(influxdb_v1))
+    entry = await _setup(hass, influxdb_v1.entry_data())
     hass.states.async_set("sensor.power", "12.5")
     hass.states.async_set("sensor.power", "unavailable")
     hass.states.async_set("sensor.power", "unknown")
@@ -274,7 +263,7 @@ async def test_registry_changes_show_in_the_next_points(
 ) -> None:
     """Moving an entity's device to another area and renaming it retags new points."""
     [entity_id] = _home_registries(hass, 1)
-    entry = await _setup(hass, _v1_data(influxdb_v1))
+    entry = await _setup(hass, influxdb_v1.entry_data())
     hass.states.async_set(entity_id, "1")
     devices = dr.async_get(hass)
     device = _device_of(hass, entity_id)
@@ -297,7 +286,7 @@ async def test_automation_and_service_events_carry_user_and_context(
     and context chain; a state change they cause names the automation."""
     entry = await _setup(
         hass,
-        _v1_data(influxdb_v1),
+        influxdb_v1.entry_data(),
         {"event_types": ["state_changed", "automation_triggered", "call_service"]},
     )
     user_context = Context(user_id=hass_admin_user.id)
@@ -356,7 +345,7 @@ async def test_mqtt_messages_from_mosquitto_land_as_mqtt_points(
     mqtt_entry.add_to_hass(hass)
     entry = await _setup(
         hass,
-        _v1_data(influxdb_v1),
+        influxdb_v1.entry_data(),
         {"event_types": [], "mqtt_topics": ["zigbee2mqtt/#"]},
     )
     # MQTT set up after HA Ingestor: the subscription follows. MQTT reads
@@ -449,7 +438,7 @@ async def test_compress_option_gzips_large_writes(
     """With ``compress``, large bodies travel gzipped and land on both the real
     InfluxDB 1.x and the v2 API; without it, nothing is compressed."""
     keep_note = {"attributes_include": ["note"]}
-    v1 = await _setup(hass, _v1_data(influxdb_v1), {**keep_note, "compress": True})
+    v1 = await _setup(hass, influxdb_v1.entry_data(), {**keep_note, "compress": True})
     v2 = MockConfigEntry(
         domain=DOMAIN,
         unique_id="v2",
@@ -517,7 +506,7 @@ async def test_hostile_names_and_values_land_without_a_rejected_line(
         created.append(entity.entity_id)
     entry = await _setup(
         hass,
-        _v1_data(influxdb_v1),
+        influxdb_v1.entry_data(),
         {
             "attributes_include": ["note", "nested", "big", "nan"],
             "event_types": ["state_changed", "my_event"],
@@ -555,7 +544,7 @@ async def test_bad_event_is_counted_logged_once_and_skipped(
     """An event the pipeline cannot encode never reaches HA's bus as an error: it
     is counted, logged once, and the good events around it land."""
     entry = await _setup(
-        hass, _v1_data(influxdb_v1), {"event_types": ["state_changed", "weird"]}
+        hass, influxdb_v1.entry_data(), {"event_types": ["state_changed", "weird"]}
     )
     circular: dict[str, Any] = {}
     circular["self"] = circular
@@ -575,7 +564,7 @@ async def test_unload_and_stop_write_what_is_queued(
 ) -> None:
     """Points still queued are written when the entry unloads and when Home
     Assistant stops, without waiting for the flush interval."""
-    entry = await _setup(hass, _v1_data(influxdb_v1), {"flush_interval": 3600})
+    entry = await _setup(hass, influxdb_v1.entry_data(), {"flush_interval": 3600})
     hass.states.async_set("sensor.queued", "1")
     await hass.async_block_till_done()
     hass.bus.async_fire("homeassistant_stop")
@@ -594,7 +583,7 @@ async def test_filters_and_measurement_options_shape_what_lands(
     per-entity override all apply; reloading with other options changes them."""
     entry = await _setup(
         hass,
-        _v1_data(influxdb_v1),
+        influxdb_v1.entry_data(),
         {
             "include_domains": ["sensor"],
             "exclude_entity_globs": ["sensor.*_noise"],
@@ -650,7 +639,7 @@ async def test_retry_after_is_honoured_without_hammering(
         blocking=True,
         return_response=True,
     )
-    assert response == {"written": {entry.entry_id: True}}
+    assert response == {"written": {entry.title: True}}
     assert [p.fields["value"] for p in fake_influxdb.points["home"]] == [1.0, 2.0]
 
 
@@ -681,7 +670,7 @@ async def test_measurement_strategies(
 ) -> None:
     """Each measurement strategy names the measurement as documented."""
     entry = await _setup(
-        hass, _v1_data(influxdb_v1), {"measurement": strategy, **extra}
+        hass, influxdb_v1.entry_data(), {"measurement": strategy, **extra}
     )
     hass.states.async_set(
         "sensor.t", "20", {"device_class": "temperature", "unit_of_measurement": "°C"}
@@ -700,7 +689,7 @@ async def test_odd_values_and_payloads_are_stored_sensibly(
     MQTT payloads give numeric leaves only."""
     entry = await _setup(
         hass,
-        _v1_data(influxdb_v1),
+        influxdb_v1.entry_data(),
         {"event_types": ["state_changed", "odd"], "mqtt_max_payload": 16},
     )
     hass.states.async_set("sensor.gone", "inf", {"huge": 10**400, "flag": True})

@@ -444,14 +444,7 @@ def _v1_entry(server: InfluxDB1Server) -> MockConfigEntry:
         domain=DOMAIN,
         title="home",
         unique_id=f"{server.url}|home",
-        data={
-            "api_version": "1",
-            "url": server.url,
-            "database": "home",
-            "username": server.admin_user,
-            "password": server.admin_password,
-            "verify_ssl": True,
-        },
+        data=server.entry_data(),
     )
 
 
@@ -498,7 +491,11 @@ async def test_backup_goes_on_when_a_spool_cannot_checkpoint(
         await backup.async_pre_backup(hass)
         await backup.async_post_backup(hass)
 
-    warnings = [r for r in caplog.records if r.name.startswith(backup.__package__)]
+    warnings = [
+        r
+        for r in caplog.records
+        if r.name.startswith(backup.__package__) and r.levelno >= logging.WARNING
+    ]
     assert [(r.levelno, r.exc_info) for r in warnings] == [
         (logging.WARNING, None),
         (logging.WARNING, None),

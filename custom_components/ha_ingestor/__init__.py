@@ -13,6 +13,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import (
     EVENT_HOMEASSISTANT_FINAL_WRITE,
     EVENT_HOMEASSISTANT_STOP,
+    Platform,
 )
 from homeassistant.core import Event, HomeAssistant
 from homeassistant.exceptions import ConfigEntryNotReady
@@ -23,11 +24,12 @@ from . import issues
 from .capture import Capture
 from .config_flow import OPTIONS_FLOW_RELOADS
 from .const import CONF_API_VERSION, DOMAIN
+from .coordinator import IngestorCoordinator
 from .enrichment import Enricher
 from .filters import EntityFilter
 from .health import PipelineHooks
 from .line_protocol import LineEncoder
-from .models import IngestorOptions
+from .models import IngestorOptions, MeasurementStrategy
 from .pipeline import Pipeline
 from .points import PointBuilder
 from .services import async_setup_services
@@ -36,6 +38,7 @@ from .stats import IngestorStats
 from .writer import InfluxWriter, WriteError, async_create_writer
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+PLATFORMS = [Platform.BINARY_SENSOR, Platform.SENSOR]
 
 
 @dataclass(kw_only=True)
@@ -48,6 +51,7 @@ class IngestorData:
     pipeline: Pipeline
     enricher: Enricher
     capture: Capture
+    coordinator: IngestorCoordinator
 
 
 type HaIngestorConfigEntry = ConfigEntry[IngestorData]
@@ -105,6 +109,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         pipeline,
         stats,
     )
+    coordinator = IngestorCoordinator(hass, entry, pipeline, stats)
+    pipeline.health.hooks.changed = coordinator.async_pipeline_changed
     entry.runtime_data = IngestorData(
         writer=writer,
         options=options,
@@ -112,6 +118,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         pipeline=pipeline,
         enricher=enricher,
         capture=capture,
+        coordinator=coordinator,
     )
     for unsub in await enricher.async_start():
         entry.async_on_unload(unsub)
@@ -134,6 +141,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
     )
     if not OPTIONS_FLOW_RELOADS:  # pragma: no cover - Home Assistant before 2025.8
         entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    await coordinator.async_config_entry_first_refresh()
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
@@ -151,7 +160,23 @@ async def async_unload_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) 
     data = entry.runtime_data
     data.capture.async_stop()
     await data.pipeline.async_shutdown()
+    # After the last write: the counters the entities keep include it.
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     await data.writer.async_close()
+    return unloaded
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: ConfigEntry) -> bool:
+    """Bring an entry stored by an older release up to date; refuse a newer one."""
+    if entry.version > 1:
+        return False
+    if entry.minor_version < 2:
+        # 1.1 stored the strategy as "domain__device_class", which a selector
+        # cannot offer; the measurements it names do not change.
+        options = dict(entry.options)
+        if options.get("measurement") == "domain__device_class":
+            options["measurement"] = MeasurementStrategy.DOMAIN_DEVICE_CLASS.value
+        hass.config_entries.async_update_entry(entry, options=options, minor_version=2)
     return True
 
 

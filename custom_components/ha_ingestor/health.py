@@ -38,6 +38,8 @@ class PipelineHooks:
     raise_issue: Callable[[str, Mapping[str, str]], object] = lambda kind, p: None
     clear_issue: Callable[[str], object] = lambda kind: None
     reauth: Callable[[], object] = lambda: None
+    # Something the health entities show changed (connected, a drop).
+    changed: Callable[[], object] = lambda: None
 
 
 class DeliveryHealth:
@@ -96,7 +98,9 @@ class DeliveryHealth:
         by_reason = stats.dropped_by_reason
         stats.dropped_points += count
         by_reason[reason] = by_reason.get(reason, 0) + count
+        stats.last_drop_reason = reason
         self._last_drop = dt_util.utcnow()
+        self.hooks.changed()
         stats.log_once(
             f"dropped_{reason}",
             "Dropped %s points (%s); further drops are counted in diagnostics",

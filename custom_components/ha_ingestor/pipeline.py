@@ -129,6 +129,11 @@ class Pipeline:
         return line_time_ns(rests[0]) if rests else None
 
     @property
+    def server_version(self) -> str | None:
+        """The server's version as it last said, if it did."""
+        return self._writer.server_version
+
+    @property
     def max_memory_points(self) -> int:
         """The bound on points held in memory (plus one batch)."""
         return self._max_memory
@@ -361,7 +366,7 @@ class Pipeline:
                 )
             self._on_error(err)
             return
-        self.connected = True
+        self._set_connected(True)
         self.health.write_ok()
         self.health.clear(issues.AUTH_FAILED, issues.TARGET_MISSING)
 
@@ -411,10 +416,21 @@ class Pipeline:
         except SpoolError as err:
             self.health.spool_failed(err)
 
-    def _async_peek(self, after: int) -> asyncio.Future[SpoolRead]:
-        future = self._hass.async_add_executor_job(
-            self._spool.peek, MAX_IN_FLIGHT, after
-        )
+    async def async_oldest_spooled_ns(self) -> int | None:
+        """The event time of the oldest spooled point (a read of the spool, in
+        the executor); None when the spool is empty or cannot be read."""
+        if not self._spool.batches:
+            return None
+        try:
+            read = await self._async_peek(0, 1)
+        except SpoolError:  # reported when delivery meets it
+            return None
+        return next((line_time_ns(b.lines[0]) for b in read.batches), None)
+
+    def _async_peek(
+        self, after: int, count: int = MAX_IN_FLIGHT
+    ) -> asyncio.Future[SpoolRead]:
+        future = self._hass.async_add_executor_job(self._spool.peek, count, after)
         future.add_done_callback(self._on_peeked)
         return future
 
@@ -578,7 +594,7 @@ class Pipeline:
     def _on_success(self) -> None:
         self._backoff = 0.0
         self._paused = False
-        self.connected = True
+        self._set_connected(True)
         self.health.write_ok()
         if self._stats.last_error is not None:
             LOGGER.info("Writing to InfluxDB works again")
@@ -587,7 +603,7 @@ class Pipeline:
 
     def _on_error(self, err: WriteError) -> None:
         self._stats.write_errors += 1
-        self.connected = False
+        self._set_connected(False)
         self.health.write_failed()
         if self._stats.last_error is None:
             LOGGER.warning("Cannot write to InfluxDB, spooling and retrying: %s", err)
@@ -605,6 +621,11 @@ class Pipeline:
         else:
             delay = self._next_backoff()
         self._open_circuit(delay)
+
+    def _set_connected(self, connected: bool) -> None:
+        if self.connected is not connected:
+            self.connected = connected
+            self.health.hooks.changed()
 
     def _next_backoff(self) -> float:
         self._backoff = min(BACKOFF_MAX, max(BACKOFF_START, self._backoff * 2))

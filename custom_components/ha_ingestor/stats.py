@@ -25,6 +25,7 @@ class IngestorStats:
     rejected_points: int = 0
     dropped_points: int = 0
     dropped_by_reason: dict[str, int] = field(default_factory=dict)
+    last_drop_reason: str | None = None
     points_spooled: int = 0
     points_replayed: int = 0
     mqtt_payloads_truncated: int = 0

@@ -204,6 +204,9 @@ class InfluxWriter(ABC):
     def __init__(self, hass: HomeAssistant) -> None:
         self._hass = hass
         self.compress = False
+        # What the server says it is (InfluxDB 1.x and 2.x send it with every
+        # answer), for the device and system health; None until it answered.
+        self.server_version: str | None = None
 
     async def async_write(self, body: bytes) -> None:
         """Write the body; return once the server confirmed it, or raise WriteError."""
@@ -255,6 +258,8 @@ class _HttpWriter(InfluxWriter):
                 timeout=self._timeout,
             ) as response:
                 payload = await response.read()
+                if version := response.headers.get("X-Influxdb-Version"):
+                    self.server_version = version
                 if response.status >= 300:
                     raise write_error(response.status, payload, response.headers)
         except aiohttp.ClientSSLError as err:
