@@ -1,24 +1,29 @@
 """The demo: a real Home Assistant process recording a small home into InfluxDB.
 
 It starts, on 127.0.0.1 only, the same real servers the tests use (InfluxDB 1.x and
-Mosquitto) and a real ``hass`` process with this repository's integration, then
-does what a user does in the UI, through Home Assistant's own HTTP and WebSocket
-APIs: onboards an owner, adds the MQTT integration and HA Ingestor with their
-config flows, sets HA Ingestor's options, puts areas on floors and labels on
-entities. Zigbee2MQTT-style devices (behind a bridge) announce themselves by MQTT
-discovery and report every second; an automation switches a light on motion.
-After ``--seconds`` it reads back from InfluxDB what landed, with the registry
-enrichment, and HA Ingestor's diagnostics counters, then stops everything it
-started, by pid. ``--keep-running`` leaves it up until Ctrl-C.
+Mosquitto) and a real ``hass`` process with this repository's integration
+(tests/hass_process.py), then does what a user does in the UI, through Home
+Assistant's own HTTP and WebSocket APIs: onboards, confirms the HTTP configuration,
+adds the MQTT integration and HA Ingestor with their config flows, sets HA
+Ingestor's options, names its device, adds the dashboard in dashboards/lovelace/,
+puts areas on floors and labels on entities. Zigbee2MQTT-style devices (behind a
+bridge) announce themselves by MQTT discovery and report every second; an
+automation switches a light on motion. After ``--seconds`` it waits until what it
+published has landed, reads back from InfluxDB what did, with the registry
+enrichment, prints HA Ingestor's health sensors, then stops everything it started,
+by pid. ``--keep-running`` leaves it up until Ctrl-C.
 
-Exit status 1 when nothing was recorded, so the demo checks itself.
+Exit status 1 when nothing was recorded or ``hass`` exited by itself, so the demo
+checks itself.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import AsyncIterator, Coroutine
 import contextlib
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 import json
 from pathlib import Path
@@ -27,33 +32,36 @@ import signal
 import sys
 import time
 from typing import Any
-import urllib.request
 
 import aiohttp
+from homeassistant.util import slugify
 from paho.mqtt import publish
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.servers import InfluxDB1Server, MosquittoServer, _Server
+from tests.hass_process import (
+    DISABLED,
+    OWNER,
+    HomeAssistantClient,
+    HomeAssistantProcess,
+)
+from tests.servers import InfluxDB1Server, MosquittoServer
 
 DATABASE = "home"
-OWNER = {"name": "Demo", "username": "demo", "password": "demo-password"}
 DISCOVERY = "homeassistant"
+DASHBOARD = ROOT / "dashboards" / "lovelace" / "ha_ingestor.yaml"
+DASHBOARD_PATH = "ha-ingestor"
+# The name the dashboard's entity ids are made of.
+DEVICE_NAME = "HA Ingestor"
+# Off by default; the dashboard shows it.
+ENABLED_ENTITIES = ("events_rate",)
+LANDING_TIMEOUT = 30
 
 CONFIGURATION = """\
-homeassistant:
-  name: HA Ingestor demo
-  time_zone: Europe/Amsterdam
-  unit_system: metric
-http:
-  server_host: 127.0.0.1
-  server_port: {port}
-api:
-auth:
-config:
-onboarding:
-diagnostics:
+recorder:
+history:
 input_boolean:
   hallway_light:
     name: Hallway light
@@ -65,13 +73,9 @@ automation:
         topic: zigbee2mqtt/hallway_motion
     actions:
       - action: >-
-          input_boolean.turn_{{{{ 'on' if trigger.payload_json.occupancy else 'off' }}}}
+          input_boolean.turn_{{ 'on' if trigger.payload_json.occupancy else 'off' }}
         target:
           entity_id: input_boolean.hallway_light
-logger:
-  default: warning
-  logs:
-    custom_components.ha_ingestor: info
 """
 
 # (device id, name, model, suggested area, {sensor key: (device class, unit)})
@@ -102,6 +106,10 @@ FLOORS = {
     "Ground floor": ["Living Room", "Kitchen", "Hallway"],
     "First floor": ["Bedroom"],
 }
+
+
+class HassExited(Exception):
+    """``hass`` stopped by itself."""
 
 
 def discovery_messages() -> list[tuple[str, str]]:
@@ -205,127 +213,196 @@ class Readings:
         return messages
 
 
-class HomeAssistantProcess(_Server):
-    """``hass`` from this virtualenv, in a fresh configuration directory; started,
-    stopped by its pid and cleaned up like the tests' servers."""
+@dataclass(kw_only=True)
+class Home:
+    """The running demo: its servers, Home Assistant and HA Ingestor's entry."""
 
-    name = "hass"
-    startup_timeout = 180.0
-    stop_timeout = 60.0
+    influxdb: InfluxDB1Server
+    mosquitto: MosquittoServer
+    hass: HomeAssistantProcess
+    api: HomeAssistantClient
+    entry_id: str = ""
+    readings: Readings = field(default_factory=Readings)
+    published: int = 0
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.url = f"http://127.0.0.1:{self.port}"
-        components = self.tmp / "custom_components"
-        components.mkdir()
-        (components / "ha_ingestor").symlink_to(
-            ROOT / "custom_components" / "ha_ingestor"
+    async def publish(self, messages: list[tuple[str, str]], *, retain: bool) -> None:
+        await asyncio.to_thread(
+            publish.multiple,
+            [(topic, payload, 0, retain) for topic, payload in messages],
+            hostname="127.0.0.1",
+            port=self.mosquitto.port,
         )
-        (self.tmp / "configuration.yaml").write_text(
-            CONFIGURATION.format(port=self.port)
+
+    async def report_readings(self, seconds: float | None = None) -> None:
+        """Every device reports once a second, for ``seconds`` or until cancelled."""
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while deadline is None or time.monotonic() < deadline:
+            messages = self.readings.next()
+            await self.publish(messages, retain=False)
+            self.published += len(messages)
+            await asyncio.sleep(1)
+
+
+async def supervised[T](hass: HomeAssistantProcess, work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` while ``hass`` runs; :class:`HassExited` if it stops first."""
+    task = asyncio.ensure_future(work)
+    try:
+        while not task.done():
+            if (code := hass.exit_code) is not None:
+                task.cancel()
+                raise HassExited(
+                    f"Home Assistant exited by itself (status {code}); its "
+                    f"configuration and log are kept in {hass.tmp}. The end of its "
+                    f"log:\n{hass.log_tail()}"
+                )
+            await asyncio.wait({task}, timeout=0.5)
+        return task.result()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def running_home() -> AsyncIterator[Home]:
+    """Start everything and set the home up; stop everything afterwards."""
+    influxdb = InfluxDB1Server().start()
+    mosquitto = MosquittoServer().start()
+    hass = HomeAssistantProcess(CONFIGURATION)
+    try:
+        influxdb.create_database(DATABASE)
+        print(
+            f"InfluxDB 1.x on {influxdb.url}, Mosquitto on 127.0.0.1:{mosquitto.port}"
         )
-
-    def _command(self) -> list[str]:
-        hass = Path(sys.executable).parent / "hass"
-        # --skip-pip: .venv-demo already has every requirement.
-        return [str(hass), "--config", str(self.tmp), "--skip-pip"]
-
-    def _ready(self) -> bool:
-        # Onboarding answers once the HTTP server is up, before anyone logs in.
-        with urllib.request.urlopen(f"{self.url}/api/onboarding", timeout=2):
-            return True
-
-
-class Api:
-    """Home Assistant's REST and WebSocket APIs, as the frontend uses them."""
-
-    def __init__(self, session: aiohttp.ClientSession, url: str) -> None:
-        self.session = session
-        self.url = url
-        self.token = ""
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._id = 0
-
-    async def onboard(self) -> None:
-        """Create the owner, as the first screen of a new install does."""
-        client_id = f"{self.url}/"
-        async with self.session.post(
-            f"{self.url}/api/onboarding/users",
-            json={**OWNER, "client_id": client_id, "language": "en"},
-        ) as response:
-            response.raise_for_status()
-            code = (await response.json())["auth_code"]
-        async with self.session.post(
-            f"{self.url}/auth/token",
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "client_id": client_id,
-            },
-        ) as response:
-            response.raise_for_status()
-            self.token = (await response.json())["access_token"]
-
-    async def rest(self, method: str, path: str, body: Any = None) -> Any:
-        async with self.session.request(
-            method,
-            f"{self.url}{path}",
-            json=body,
-            headers={"Authorization": f"Bearer {self.token}"},
-        ) as response:
-            if response.status >= 400:
-                raise RuntimeError(f"{method} {path}: {await response.text()}")
-            return await response.json()
-
-    async def config_flow(self, handler: str, *steps: dict[str, Any]) -> str:
-        """Run a config flow through its steps; the new entry's id."""
-        result = await self.rest(
-            "POST", "/api/config/config_entries/flow", {"handler": handler}
-        )
-        for step in steps:
-            result = await self.rest(
-                "POST", f"/api/config/config_entries/flow/{result['flow_id']}", step
+        print(f"Starting Home Assistant ({hass.tmp}) on {hass.url} …")
+        hass.start()
+        async with aiohttp.ClientSession() as session:
+            home = Home(
+                influxdb=influxdb,
+                mosquitto=mosquitto,
+                hass=hass,
+                api=HomeAssistantClient(session, hass),
             )
-            if result.get("errors"):
-                raise RuntimeError(f"{handler} flow: {result['errors']}")
-        if result["type"] != "create_entry":
-            raise RuntimeError(f"{handler} flow did not finish: {result}")
-        return str(result["result"]["entry_id"])
+            try:
+                await supervised(hass, set_up(home))
+                yield home
+            finally:
+                await home.api.close()
+    finally:
+        print("Stopping Home Assistant, Mosquitto and InfluxDB …")
+        if hass.exit_code is None:
+            hass.cleanup()
+        mosquitto.cleanup()
+        influxdb.cleanup()
 
-    async def options_flow(self, entry_id: str, options: dict[str, Any]) -> None:
-        result = await self.rest(
-            "POST", "/api/config/config_entries/options/flow", {"handler": entry_id}
-        )
-        result = await self.rest(
+
+async def set_up(home: Home) -> None:
+    api = home.api
+    await api.onboard()
+    await api.config_flow(
+        "mqtt",
+        {
+            "broker": "127.0.0.1",
+            "port": home.mosquitto.port,
+            # The form's collapsed section, as the UI sends it.
+            "other_settings": {"set_client_cert": False, "set_ca_cert": "off"},
+        },
+    )
+    home.entry_id = await api.config_flow(
+        "ha_ingestor",
+        {"next_step_id": "v1"},
+        {
+            "url": home.influxdb.url,
+            "database": DATABASE,
+            "username": home.influxdb.admin_user,
+            "password": home.influxdb.admin_password,
+            "verify_ssl": True,
+        },
+    )
+    await api.options_flow(
+        home.entry_id,
+        {
+            "event_types": ["state_changed", "automation_triggered"],
+            "mqtt_topics": ["zigbee2mqtt/#"],
+            "batch_size": 1000,
+            "flush_interval": 1,
+            "measurement": "domain",
+        },
+    )
+    await name_device(api, home.entry_id)
+    # The automation's MQTT trigger could not attach before MQTT was set up;
+    # turning it off and on attaches it (a reload skips it: its configuration did
+    # not change).
+    for action in ("turn_off", "turn_on"):
+        await api.rest(
             "POST",
-            f"/api/config/config_entries/options/flow/{result['flow_id']}",
-            options,
+            f"/api/services/automation/{action}",
+            {"entity_id": "automation.hallway_light_follows_motion"},
         )
-        if result["type"] != "create_entry":
-            raise RuntimeError(f"options flow: {result}")
-
-    async def ws(self, command: str, **data: Any) -> Any:
-        if self._ws is None:
-            self._ws = await self.session.ws_connect(f"{self.url}/api/websocket")
-            await self._ws.receive_json()  # auth_required
-            await self._ws.send_json({"type": "auth", "access_token": self.token})
-            if (await self._ws.receive_json())["type"] != "auth_ok":
-                raise RuntimeError("WebSocket authentication failed")
-        self._id += 1
-        await self._ws.send_json({"id": self._id, "type": command, **data})
-        while True:
-            message = await self._ws.receive_json()
-            if message.get("id") == self._id:
-                if not message["success"]:
-                    raise RuntimeError(f"{command}: {message['error']}")
-                return message["result"]
-
-    async def close(self) -> None:
-        if self._ws is not None:
-            await self._ws.close()
+    print("Onboarded, MQTT and HA Ingestor added through their config flows.")
+    await home.publish(
+        [*discovery_messages(), ("zigbee2mqtt/bridge/state", "online")], retain=True
+    )
+    await organise_home(api)
+    await api.ws(
+        "lovelace/dashboards/create",
+        url_path=DASHBOARD_PATH,
+        title=DEVICE_NAME,
+        icon="mdi:database-arrow-right",
+        show_in_sidebar=True,
+        require_admin=False,
+    )
+    await api.ws(
+        "lovelace/config/save",
+        url_path=DASHBOARD_PATH,
+        config=yaml.safe_load(DASHBOARD.read_text()),
+    )
 
 
-async def organise_home(api: Api) -> None:
+async def name_device(api: HomeAssistantClient, entry_id: str) -> None:
+    """Name HA Ingestor's device and its entities after it, as the UI offers when
+    a device is renamed: the dashboard's entity ids are made of that name. Enable
+    what the dashboard shows that is off by default."""
+    devices = [
+        device
+        for device in await api.ws("config/device_registry/list")
+        if entry_id in device["config_entries"]
+    ]
+    entities = [
+        entity
+        for entity in await api.ws("config/entity_registry/list")
+        if entity["config_entry_id"] == entry_id
+    ]
+    if not devices:
+        return
+    device = devices[0]
+    old, new = slugify(device["name"]), slugify(DEVICE_NAME)
+    await api.ws(
+        "config/device_registry/update",
+        device_id=device["id"],
+        name_by_user=DEVICE_NAME,
+    )
+    enabled = False
+    for entity in entities:
+        domain, object_id = entity["entity_id"].split(".", 1)
+        changes: dict[str, Any] = {}
+        if object_id.startswith(f"{old}_"):
+            suffix = object_id.removeprefix(f"{old}_")
+            changes["new_entity_id"] = f"{domain}.{new}_{suffix}"
+        if entity["disabled_by"] and entity["unique_id"].endswith(ENABLED_ENTITIES):
+            changes["disabled_by"] = None
+            enabled = True
+        if changes:
+            await api.ws(
+                "config/entity_registry/update",
+                entity_id=entity["entity_id"],
+                **changes,
+            )
+    if enabled:
+        await api.rest("POST", f"/api/config/config_entries/entry/{entry_id}/reload")
+
+
+async def organise_home(api: HomeAssistantClient) -> None:
     """Floors for the areas MQTT discovery suggested, a label on the climate
     sensors: the registry data HA Ingestor adds to every point."""
     deadline = time.monotonic() + 30
@@ -356,7 +433,29 @@ async def organise_home(api: Api) -> None:
             )
 
 
-def report(influxdb: InfluxDB1Server, diagnostics: dict[str, Any]) -> int:
+async def wait_until_landed(home: Home) -> None:
+    """Until InfluxDB holds a point for every MQTT message published and HA
+    Ingestor holds nothing in memory: then what the report counts has landed."""
+    deadline = time.monotonic() + LANDING_TIMEOUT
+    while True:
+        rows = home.influxdb.rows(DATABASE, 'SELECT count("payload") FROM "mqtt"')
+        landed = rows[0]["count"] if rows else 0
+        diagnostics = await home.api.rest(
+            "GET", f"/api/diagnostics/config_entry/{home.entry_id}"
+        )
+        held = diagnostics["data"]["pipeline"]["memory"]["held"]
+        if landed >= home.published and not held:
+            return
+        if time.monotonic() > deadline:
+            print(
+                f"\nStill not landed after {LANDING_TIMEOUT} s: {landed} of "
+                f"{home.published} MQTT messages, {held} points in memory."
+            )
+            return
+        await asyncio.sleep(0.5)
+
+
+def report(influxdb: InfluxDB1Server) -> int:
     """Print what landed in InfluxDB; the number of points."""
     total = 0
     print("\nWhat HA Ingestor wrote to InfluxDB (database 'home'):")
@@ -370,7 +469,8 @@ def report(influxdb: InfluxDB1Server, diagnostics: dict[str, Any]) -> int:
     tags = ("area", "floor", "device", "manufacturer", "model", "parent_device")
     for row in influxdb.rows(
         DATABASE,
-        'SELECT * FROM "sensor" GROUP BY "entity_id" ORDER BY time DESC LIMIT 1',
+        'SELECT * FROM "sensor" WHERE "integration" = \'mqtt\' '
+        'GROUP BY "entity_id" ORDER BY time DESC LIMIT 1',
     ):
         enrichment = ", ".join(f"{tag}={row[tag]}" for tag in tags if row.get(tag))
         labels = f", labels={row['labels']}" if row.get("labels") else ""
@@ -384,12 +484,28 @@ def report(influxdb: InfluxDB1Server, diagnostics: dict[str, Any]) -> int:
             timespec="milliseconds"
         )
         print(f"  {when}  {row['state']:<4}  automation={row['automation']}")
-    counters = diagnostics.get("data", {}).get("pipeline", {}).get("stats", {})
-    if counters:
-        print("\nHA Ingestor's diagnostics counters:")
-        for key, value in counters.items():
-            print(f"  {key}: {value}")
     return total
+
+
+async def refresh_health(
+    api: HomeAssistantClient, entry_id: str
+) -> list[tuple[str, str, str]]:
+    """HA Ingestor's own entities (its health sensors), refreshed now rather
+    than at their next 30 s update: (entity id, state, unit)."""
+    entities = await api.entity_states(entry_id)
+    if live := [entity_id for entity_id, state, _ in entities if state != DISABLED]:
+        await api.rest(
+            "POST", "/api/services/homeassistant/update_entity", {"entity_id": live}
+        )
+        entities = await api.entity_states(entry_id)
+    return entities
+
+
+async def report_health(api: HomeAssistantClient, entry_id: str) -> None:
+    print("\nHA Ingestor's health sensors:")
+    entities = await refresh_health(api, entry_id)
+    for entity_id, state, unit in entities or [("(none yet)", "", "")]:
+        print(f"  {entity_id}: {state} {unit}".rstrip())
 
 
 async def demo(args: argparse.Namespace) -> int:
@@ -397,104 +513,28 @@ async def demo(args: argparse.Namespace) -> int:
     main_task = asyncio.current_task()
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    influxdb = InfluxDB1Server().start()
-    mosquitto = MosquittoServer().start()
-    hass = HomeAssistantProcess()
     try:
-        influxdb.create_database(DATABASE)
-        print(
-            f"InfluxDB 1.x on {influxdb.url}, Mosquitto on 127.0.0.1:{mosquitto.port}"
-        )
-        print(f"Starting Home Assistant ({hass.tmp}) on {hass.url} …")
-        hass.start()
-        async with aiohttp.ClientSession() as session:
-            api = Api(session, hass.url)
-            await api.onboard()
-            await api.config_flow(
-                "mqtt",
-                {
-                    "broker": "127.0.0.1",
-                    "port": mosquitto.port,
-                    # The form's collapsed section, as the UI sends it.
-                    "other_settings": {"set_client_cert": False, "set_ca_cert": "off"},
-                },
-            )
-            entry_id = await api.config_flow(
-                "ha_ingestor",
-                {"next_step_id": "v1"},
-                {
-                    "url": influxdb.url,
-                    "database": DATABASE,
-                    "username": influxdb.admin_user,
-                    "password": influxdb.admin_password,
-                    "verify_ssl": True,
-                },
-            )
-            await api.options_flow(
-                entry_id,
-                {
-                    "event_types": ["state_changed", "automation_triggered"],
-                    "mqtt_topics": ["zigbee2mqtt/#"],
-                    "batch_size": 1000,
-                    "flush_interval": 1,
-                    "measurement": "domain",
-                },
-            )
-            # The automation's MQTT trigger could not attach before MQTT was set
-            # up; turning it off and on attaches it (a reload skips it: its
-            # configuration did not change).
-            for action in ("turn_off", "turn_on"):
-                await api.rest(
-                    "POST",
-                    f"/api/services/automation/{action}",
-                    {"entity_id": "automation.hallway_light_follows_motion"},
-                )
-            print("Onboarded, MQTT and HA Ingestor added through their config flows.")
-            broker = {"hostname": "127.0.0.1", "port": mosquitto.port}
-            await asyncio.to_thread(
-                publish.multiple,
-                [(topic, payload, 0, True) for topic, payload in discovery_messages()]
-                + [("zigbee2mqtt/bridge/state", "online", 0, True)],
-                **broker,
-            )
-            await organise_home(api)
-            readings = Readings()
+        async with running_home() as home:
             print(f"Devices report every second for {args.seconds:.0f} s …")
-            deadline = time.monotonic() + args.seconds
-            while time.monotonic() < deadline:
-                await asyncio.to_thread(
-                    publish.multiple,
-                    [(topic, payload, 0, False) for topic, payload in readings.next()],
-                    **broker,
-                )
-                await asyncio.sleep(1)
-            await asyncio.sleep(2)  # one flush interval, and a margin
-            diagnostics = await api.rest(
-                "GET", f"/api/diagnostics/config_entry/{entry_id}"
-            )
-            points = report(influxdb, diagnostics)
+            await supervised(home.hass, home.report_readings(args.seconds))
+            await supervised(home.hass, wait_until_landed(home))
+            points = report(home.influxdb)
+            await supervised(home.hass, report_health(home.api, home.entry_id))
             if args.keep_running:
                 print(
-                    f"\nStill running: Home Assistant API {hass.url} (user "
-                    f"{OWNER['username']}, password {OWNER['password']}), InfluxDB "
-                    f"{influxdb.url} (user {influxdb.admin_user}, password "
-                    f"{influxdb.admin_password}). Ctrl-C stops everything."
+                    f"\nStill running: Home Assistant {home.hass.url} (user "
+                    f"{OWNER['username']}, password {OWNER['password']}; HA "
+                    f"Ingestor's dashboard at {home.hass.url}/{DASHBOARD_PATH}), "
+                    f"InfluxDB {home.influxdb.url} (user {home.influxdb.admin_user}, "
+                    f"password {home.influxdb.admin_password}). Ctrl-C stops "
+                    "everything."
                 )
                 with contextlib.suppress(asyncio.CancelledError):
-                    while True:
-                        await asyncio.to_thread(
-                            publish.multiple,
-                            [(t, p, 0, False) for t, p in readings.next()],
-                            **broker,
-                        )
-                        await asyncio.sleep(1)
-            await api.close()
+                    await supervised(home.hass, home.report_readings())
         return 0 if points else 1
-    finally:
-        print("Stopping Home Assistant, Mosquitto and InfluxDB …")
-        hass.cleanup()
-        mosquitto.cleanup()
-        influxdb.cleanup()
+    except HassExited as err:
+        print(f"\n{err}", file=sys.stderr)
+        return 1
 
 
 def main() -> None:

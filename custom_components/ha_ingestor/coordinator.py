@@ -36,7 +36,7 @@ class IngestorHealth:
     """What the health entities show. Counts are since the entry's setup."""
 
     events_received: int
-    events_rate: float
+    events_rate: float | None
     points_written: int
     write_errors: int
     points_dropped: int
@@ -80,7 +80,7 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorHealth]):
         self._pipeline = pipeline
         self._stats = stats
         self._rate = RateWindow()
-        self._events_rate = 0.0
+        self._events_rate: float | None = None
         self._oldest_spooled_ns: int | None = None
         self._sw_version: str | None = None
 

@@ -10,6 +10,8 @@ from collections import deque
 from typing import Final
 
 WINDOW_NS: Final = 60_000_000_000
+# The shortest span a rate is given for: the health entities' refresh interval.
+MIN_SPAN_NS: Final = 30_000_000_000
 
 
 class LatencyWindow:
@@ -44,13 +46,15 @@ class RateWindow:
     def __init__(self) -> None:
         self._readings: deque[tuple[int, int]] = deque()
 
-    def per_minute(self, now_ns: int, count: int) -> float:
-        """Take a reading and return the increase per minute over the window."""
+    def per_minute(self, now_ns: int, count: int) -> float | None:
+        """Take a reading and return the increase per minute over the window;
+        None until the readings span ``MIN_SPAN_NS`` (a rate extrapolated from
+        a few seconds, e.g. right after a reload, would be far off)."""
         readings = self._readings
         readings.append((now_ns, count))
         while len(readings) > 2 and readings[1][0] <= now_ns - WINDOW_NS:
             readings.popleft()
         first_ns, first = readings[0]
-        if now_ns <= first_ns:
-            return 0.0
+        if now_ns - first_ns < MIN_SPAN_NS:
+            return None
         return round((count - first) * WINDOW_NS / (now_ns - first_ns), 1)
