@@ -71,6 +71,12 @@ FIELD_ERROR = """field => {
   const before = field.previousElementSibling;
   return before && before.tagName === "HA-ALERT" ? before.textContent.trim() : "";
 }"""
+# The same, looking the field up on every call: a form that answers a submit is
+# rendered anew, so an element found before the answer may be gone.
+NAMED_FIELD_ERROR = f"""name => {{
+  const field = ({FIND_FIELD})(name);
+  return field ? ({FIELD_ERROR})(field) : "";
+}}"""
 # The collapsed section (an <ha-expansion-panel>) a field is in, if any.
 COLLAPSED_SECTION = """field => {
   for (let node = field; node; node = node.parentNode || node.host) {
@@ -199,10 +205,9 @@ def test_add_configure_and_watch_ha_ingestor_in_the_ui(
         fill(page, "username", influxdb_v1.admin_user)
         fill(page, "password", influxdb_v1.admin_password)
         page.get_by_role("button", name="Submit").click()
-        url_field = field(page, "url")
-        page.wait_for_function(FIELD_ERROR, arg=url_field)
+        page.wait_for_function(NAMED_FIELD_ERROR, arg="url")
         assert (
-            url_field.evaluate(FIELD_ERROR)
+            page.evaluate(NAMED_FIELD_ERROR, "url")
             == TEXTS["config"]["error"]["cannot_connect"]
         )
         assert field(page, "database").evaluate(FIELD_ERROR) == ""
