@@ -155,6 +155,8 @@ class FakeInfluxDB:
     delay: float = 0.0
     points: dict[str, list[Point]] = field(default_factory=dict)
     requests: int = 0
+    # Lines in each non-empty write, in the order the writes arrived.
+    batches: list[int] = field(default_factory=list)
     gzipped: int = 0
     _failures: list[_Failure] = field(default_factory=list)
     _types: dict[tuple[str, str, str], type] = field(default_factory=dict)
@@ -229,6 +231,8 @@ class FakeInfluxDB:
 
     async def _common(self, request: web.Request) -> web.Response | None:
         self.requests += 1
+        if lines := [line for line in (await request.read()).split(b"\n") if line]:
+            self.batches.append(len(lines))
         if self.delay:
             # A slow server; stop() releases the requests still waiting.
             with contextlib.suppress(TimeoutError):

@@ -1,6 +1,7 @@
-"""Batching and delivery: lines queue in memory and are written in batches of up to
-``batch_size``, at least every ``flush_interval`` seconds, by one supervised
-consumer task.
+"""Batching and delivery: lines queue in memory and one supervised consumer task
+writes them in batches of up to ``batch_size``, as the batching rule in
+``Pipeline._start_due`` allows: at once when the writer is idle, in growing
+batches while writes are in flight, and never later than ``flush_interval``.
 
 A point leaves memory only once the server or the spool holds it: batches taken
 for a write or a move to the spool go back to the queue's front when that fails
@@ -19,6 +20,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import partial
+import math
 import random
 import time
 from typing import Final
@@ -55,6 +57,10 @@ from .writer import (
 # Two writes in flight: InfluxDB ingests about twice as fast as with one (measured
 # on 1.6.7), and more would only queue on a small machine.
 MAX_IN_FLIGHT: Final = 2
+# The shortest time between the starts of two partial batches while nothing is in
+# flight: short enough for a live dashboard, long enough that a steady stream
+# costs at most 20 requests per second (docs/benchmarks.md).
+LINGER: Final = 0.05
 BACKOFF_START: Final = 1.0
 # Bounds on shutdown: the last write, and moving what is left to the spool.
 WRITE_DEADLINE: Final = 10.0
@@ -94,8 +100,21 @@ class Pipeline:
         self._add_shared = self._queue.shared.append
         self._add_own = self._queue.rests.append
         self._owns = self._queue.rests
-        # A full batch, or more than memory may hold, calls _on_backlog.
-        self._wake_at = min(batch_size, max_memory_points)
+        # The queue's length at which add_point calls _on_backlog: 1 while it is
+        # empty (the first point may start a write), else a full batch (or more
+        # than memory may hold).
+        self._full = min(batch_size, max_memory_points)
+        self._wake_at = 1
+        self._linger = min(LINGER, flush_interval)
+        # Loop time since which the queue's oldest point waits (or earlier).
+        self._head_since = 0.0
+        self._last_start = -math.inf
+        self._last_flush = 0.0
+        self._not_before = 0.0
+        self._kick = False
+        # Writes in flight, each with its batch and the order it was taken in.
+        self._flights: dict[asyncio.Task[None], tuple[int, QueuedBatch]] = {}
+        self._taken = 0
         self._wakeup = asyncio.Event()
         self._lock = asyncio.Lock()
         self._entry: ConfigEntry | None = None
@@ -247,6 +266,7 @@ class Pipeline:
             self._cancel_retry = None
         if lost := len(self._queue):
             self._queue.drop_oldest(lost)
+            self._queue_changed()
             self.health.dropped(lost, DROP_SHUTDOWN)
         await self._hass.async_add_executor_job(self._spool.close)
 
@@ -271,8 +291,11 @@ class Pipeline:
 
     @callback
     def _on_backlog(self) -> None:
-        """A batch is ready, or memory is full: wake the consumer, move the
-        oldest points to the spool, and drop beyond the hard bound."""
+        """A first point, a full batch, or memory is full: wake the consumer,
+        move the oldest points to the spool, and drop beyond the hard bound."""
+        if self._wake_at == 1:
+            self._head_since = self._hass.loop.time()
+            self._wake_at = self._full
         self._wakeup.set()
         held = self.held
         if held <= self._max_memory or self._closed:
@@ -290,37 +313,100 @@ class Pipeline:
             # and the repair it raises, off the per-event path.
             count = min(len(self._queue), held - self._max_memory)
             self._queue.drop_oldest(count)
+            self._queue_changed()
             self.health.dropped(count, DROP_MEMORY_FULL)
+
+    def _take(self, count: int) -> QueuedBatch:
+        batch = self._queue.take(count)
+        self._queue_changed()
+        return batch
+
+    def _put_back(self, batch: QueuedBatch) -> None:
+        self._queue.put_back(batch)
+        self._queue_changed()
+
+    def _queue_changed(self) -> None:
+        """Keep ``_wake_at`` and ``_head_since`` true after the queue changed
+        other than by add_point. Points put back waited longer than now says,
+        so a write may start a little early, never late."""
+        if not self._queue:
+            self._wake_at = 1
+        elif self._wake_at == 1:
+            self._wake_at = self._full
+            self._head_since = self._hass.loop.time()
 
     async def _async_overflow(self) -> None:
         """Move the oldest points beyond the memory bound to the spool."""
         while self.held > self._max_memory and self._queue:
-            batch = self._queue.take(min(self._batch_size, len(self._queue)))
+            batch = self._take(min(self._batch_size, len(self._queue)))
             if not await self._async_move(batch):
                 return
 
     # -- the consumer -------------------------------------------------------------
 
     async def _async_run(self) -> None:
-        """Probe the server, then flush on a full batch or every flush interval.
-        Nothing but cancellation ends this loop."""
+        """Probe the server, then flush whenever ``_flush_due`` says. Nothing but
+        cancellation ends this loop."""
         loop = self._hass.loop
         await self._async_supervised(self._async_probe)
-        next_flush = loop.time() + self._flush_interval
+        self._last_flush = loop.time()
         while True:
+            await self._async_wait(self._flush_due)
+            self._kick = False
+            self._last_flush = loop.time()
+            if not await self._async_supervised(self._async_flush_due):
+                # After an unexpected error, wait as after a failed write.
+                self._not_before = loop.time() + self._next_backoff()
+            self._check_health()
+
+    def _start_due(self) -> float | None:
+        """When (loop time) the next write of queued points may start; None: not
+        before a point arrives or a write ends.
+
+        The batching rule: a write starts when fewer than ``MAX_IN_FLIGHT`` are
+        in flight and a full batch is queued, or nothing is in flight and the
+        last write started ``LINGER`` ago, or the oldest point has waited
+        ``flush_interval``. So a point at idle is written at once, and under load
+        batches grow while writes are in flight.
+        """
+        queued, in_flight = len(self._owns), len(self._flights)
+        if not queued or in_flight >= MAX_IN_FLIGHT:
+            return None
+        if queued >= self._batch_size:
+            return 0.0
+        deadline = self._head_since + self._flush_interval
+        if in_flight:
+            return deadline
+        return min(deadline, self._last_start + self._linger)
+
+    def _flush_due(self) -> float:
+        """When the consumer flushes next: when a write may start, or after
+        ``flush_interval`` anyway (replay, health); while the circuit is open,
+        once per interval (the queue goes to the spool)."""
+        if self._kick:
+            return 0.0
+        due = self._last_flush + self._flush_interval
+        if (
+            not (self._paused or self._circuit_open)
+            and (start := self._start_due()) is not None
+        ):
+            due = min(due, start)
+        return max(due, self._not_before)
+
+    async def _async_wait(self, due: Callable[[], float | None]) -> None:
+        """Wait until ``due`` (loop time; None: until woken) has come. Points,
+        ending writes and the retry timer wake the wait to ask again."""
+        loop = self._hass.loop
+        while (at := due()) is None or at > loop.time():
+            self._wakeup.clear()
+            if at is None:
+                await self._wakeup.wait()
+                continue
             try:
-                async with asyncio.timeout_at(next_flush):
+                async with asyncio.timeout_at(at):
                     await self._wakeup.wait()
             except TimeoutError:
-                pass
-            self._wakeup.clear()
-            # The interval counts from the start of a flush: no point waits
-            # longer than one interval plus its write.
-            next_flush = loop.time() + self._flush_interval
-            if not await self._async_supervised(self.async_flush):
-                # After an unexpected error, wait as after a failed write.
-                next_flush = loop.time() + self._next_backoff()
-            self._check_health()
+                return
 
     def _check_health(self) -> None:
         spool = self._spool
@@ -371,11 +457,17 @@ class Pipeline:
         self.health.clear(issues.AUTH_FAILED, issues.TARGET_MISSING)
 
     async def async_flush(self, *, force: bool = False) -> bool:
-        """Write what is spooled, then what is queued; True when all is written.
+        """Write what is spooled, then everything queued; True when all is written.
 
         While the circuit is open (backing off, or credentials refused) the memory
         queue goes to the spool instead, unless ``force`` asks for a probe now.
         """
+        return await self._async_flush(force=force, everything=True)
+
+    async def _async_flush_due(self) -> None:
+        await self._async_flush(force=False, everything=False)
+
+    async def _async_flush(self, *, force: bool, everything: bool) -> bool:
         if self._closed:
             return False
         async with self._lock:
@@ -384,7 +476,7 @@ class Pipeline:
                 return False
             try:
                 await self._async_drain_spool()
-                await self._async_drain_memory()
+                await self._async_drain_memory(everything=everything)
             except WriteError as err:
                 self._on_error(err)
                 await self._async_spool_memory()
@@ -458,43 +550,78 @@ class Pipeline:
             self.health.spool_ok()
         _raise_first(results)
 
-    async def _async_drain_memory(self) -> None:
-        """Write the memory queue, ``MAX_IN_FLIGHT`` batches at a time.
+    async def _async_drain_memory(self, *, everything: bool) -> None:
+        """Write the memory queue, up to ``MAX_IN_FLIGHT`` batches at a time, as
+        ``_start_due`` allows (``everything``: all of it, now); return once
+        nothing is in flight and no write is due.
 
         Batches leave the queue while they are written; any that is not confirmed
-        (an error, or cancellation at shutdown) goes back to its front, in order.
+        (an error, or cancellation at shutdown) goes back to its front, in order,
+        and no new write starts after an error.
         """
-        queue = self._queue
-        while queue:
-            batches: list[QueuedBatch] = []
-            while queue and len(batches) < MAX_IN_FLIGHT:
-                batches.append(queue.take(min(self._batch_size, len(queue))))
-            taken = sum(len(batch) for batch in batches)
-            self.writing += taken
-            results: list[BaseException | None] = [None] * len(batches)
-            finished = False
-            try:
-                results = await asyncio.gather(
-                    *(
-                        self._async_write_body(batch.body(), len(batch), batch.lines)
-                        for batch in batches
-                    ),
-                    return_exceptions=True,
-                )
-                finished = True
-                written_ns = time.time_ns()
-                for batch, result in zip(batches, results, strict=True):
-                    if result is None:
-                        self.latency.add(written_ns, batch.sample_times_ns())
-            finally:
-                self.writing -= taken
-                # Cancelled mid-write, nobody knows what landed: requeue it all
-                # (a point written twice overwrites itself).
-                pairs = list(zip(batches, results, strict=True))
-                for batch, result in reversed(pairs):
-                    if not finished or result is not None:
-                        queue.put_back(batch)
-            _raise_first(results)
+        flights = self._flights
+        failed: list[tuple[int, QueuedBatch, BaseException]] = []
+
+        def due() -> float | None:
+            if any(task.done() for task in flights):
+                return 0.0
+            return None if failed else self._start_due()
+
+        try:
+            while True:
+                while not failed and self._may_start(everything):
+                    self._start_write()
+                if not flights:
+                    break
+                await self._async_wait(due)
+                self._settle(failed)
+        finally:
+            # Cancelled mid-write, nobody knows what landed: requeue it all (a
+            # point written twice overwrites itself).
+            for task, (order, batch) in flights.items():
+                task.cancel()
+                self.writing -= len(batch)
+                failed.append((order, batch, asyncio.CancelledError()))
+            flights.clear()
+            for _, batch, _ in sorted(failed, key=lambda item: item[0], reverse=True):
+                self._put_back(batch)
+        if failed:
+            raise min(failed, key=lambda item: item[0])[2]
+
+    def _may_start(self, everything: bool) -> bool:
+        if everything:
+            return bool(self._owns) and len(self._flights) < MAX_IN_FLIGHT
+        at = self._start_due()
+        return at is not None and at <= self._hass.loop.time()
+
+    def _start_write(self) -> None:
+        batch = self._take(min(self._batch_size, len(self._owns)))
+        self.writing += len(batch)
+        self._last_start = self._hass.loop.time()
+        self._taken += 1
+        task = self._hass.loop.create_task(
+            self._async_write_body(batch.body(), len(batch), batch.lines)
+        )
+        task.add_done_callback(self._on_written)
+        self._flights[task] = (self._taken, batch)
+
+    @callback
+    def _on_written(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved here; the drain reads it from the task
+        self._wakeup.set()
+
+    def _settle(self, failed: list[tuple[int, QueuedBatch, BaseException]]) -> None:
+        """Account for the writes that ended: latency, or a failure to requeue."""
+        written_ns = time.time_ns()
+        for task in [task for task in self._flights if task.done()]:
+            order, batch = self._flights.pop(task)
+            self.writing -= len(batch)
+            error = asyncio.CancelledError() if task.cancelled() else task.exception()
+            if error is None:
+                self.latency.add(written_ns, batch.sample_times_ns())
+            else:
+                failed.append((order, batch, error))
 
     async def _async_spool_memory(self) -> None:
         """Move the memory queue to the spool, a batch at a time; stop at the
@@ -502,7 +629,7 @@ class Pipeline:
         queue = self._queue
         while queue:
             if not await self._async_move(
-                queue.take(min(self._batch_size, len(queue)))
+                self._take(min(self._batch_size, len(queue)))
             ):
                 return
 
@@ -529,7 +656,7 @@ class Pipeline:
         self.moving -= len(batch)
         error = None if future.cancelled() else future.exception()
         if future.cancelled() or error is not None:
-            self._queue.put_back(batch)
+            self._put_back(batch)
             if isinstance(error, SpoolError):
                 self.health.spool_failed(error)
             elif error is not None:
@@ -641,6 +768,7 @@ class Pipeline:
     def _close_circuit(self, _now: datetime) -> None:
         self._cancel_retry = None
         self._circuit_open = False
+        self._kick = True
         self._wakeup.set()
 
 
