@@ -178,7 +178,7 @@ async def test_v2_flow_writes_through_the_v2_api(
     hass: HomeAssistant,
     victoria_metrics_server: VictoriaMetricsServer,
 ) -> None:
-    """The v2 path (influxdb-client's async client) reaches a real v2 write endpoint."""
+    """The v2 path (HA's shared session, /api/v2/write) reaches a real v2 endpoint."""
     flow_id = await _start_flow(hass, "v2")
     result = await hass.config_entries.flow.async_configure(
         flow_id,

@@ -1,7 +1,10 @@
 """Writers: deliver an encoded line-protocol body to InfluxDB 1.x, 2.x or 3.
 
-Each writer confirms the write (the server answered 2xx) or raises a
-:class:`WriteError` subclass that says what the caller should do next. Error texts
+Every server kind is written with Home Assistant's shared aiohttp session and
+its documented HTTP write API (1.x ``/write``, 2.x ``/api/v2/write``, 3
+``/api/v3/write_lp``). Each write is confirmed (the server answered 2xx) or
+raises a :class:`WriteError` subclass that says what the caller should do next.
+Error texts
 carry the server's message and never a credential: v1 credentials travel in a basic
 auth header (not the URL), tokens in the Authorization header.
 """
@@ -22,7 +25,6 @@ from typing import Any
 import aiohttp
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.helpers.importlib import async_import_module
 from yarl import URL
 
 from .const import (
@@ -30,7 +32,9 @@ from .const import (
     API_V2,
     BACKOFF_MAX,
     CONF_API_VERSION,
+    CONF_BUCKET,
     CONF_DATABASE,
+    CONF_ORGANIZATION,
     CONF_PASSWORD,
     CONF_RETENTION_POLICY,
     CONF_SSL_CA_CERT,
@@ -282,15 +286,6 @@ async def async_create_writer(
         hass, data.get(CONF_VERIFY_SSL, True), data.get(CONF_SSL_CA_CERT)
     )
     api_version = data[CONF_API_VERSION]
-    if api_version == API_V2:
-        # influxdb-client costs about 30 MB of memory once imported (measured), so
-        # only 2.x entries load it, in the executor.
-        module = await async_import_module(hass, f"{__package__}.writer_v2")
-        v2_writer: InfluxWriter = module.create_v2_writer(
-            hass, data, str(url), ssl_setting
-        )
-        return v2_writer
-
     session = async_get_clientsession(hass, verify_ssl=data.get(CONF_VERIFY_SSL, True))
     headers = {"Content-Type": "text/plain; charset=utf-8"}
     if api_version == API_V1:
@@ -306,6 +301,22 @@ async def async_create_writer(
             ).decode("ascii")
         return _HttpWriter(
             hass, session, str(url / "write"), params, headers, ssl_setting
+        )
+
+    if api_version == API_V2:
+        # The documented 2.x write API; InfluxDB 3 and Cloud accept it too.
+        headers["Authorization"] = f"Token {data[CONF_TOKEN]}"
+        return _HttpWriter(
+            hass,
+            session,
+            str(url / "api" / "v2" / "write"),
+            {
+                "org": data[CONF_ORGANIZATION],
+                "bucket": data[CONF_BUCKET],
+                "precision": "ns",
+            },
+            headers,
+            ssl_setting,
         )
 
     params = {"db": data[CONF_DATABASE], "precision": "nanosecond"}
