@@ -1,16 +1,16 @@
 """Pydantic models for what crosses the integration's boundaries.
 
-Options are validated here once per (re)load. The per-event hot path does not build
-a model for each ``state_changed``: Home Assistant has already validated its
-``State`` objects, and the pipeline reads them directly (see ``points.py``). Events
-and MQTT messages from outside HA's state machine go through :class:`IngestedEvent`.
+Options are validated here once per (re)load. The per-event path builds no model:
+Home Assistant has already validated its ``State``, ``Event`` and MQTT message
+objects, and ``points.py`` reads them directly; untrusted MQTT payloads are parsed
+there defensively (counted and skipped when they make no sense).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import (
     BaseModel,
@@ -156,20 +156,3 @@ class IngestorOptions(BaseModel):
             if not bad:  # the options as a whole make no sense: use the defaults
                 return cls()
             return cls.model_validate({k: v for k, v in data.items() if k not in bad})
-
-
-class IngestedEvent(BaseModel):
-    """A bus event or MQTT message as it enters the pipeline (not a state change)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    source: Literal["bus", "mqtt"]
-    event_type: str
-    time_ns: int = Field(ge=0)
-    entity_id: str | None = None
-    topic: str | None = None
-    payload: bytes | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
-    context_id: str | None = None
-    parent_context_id: str | None = None
-    user_id: str | None = None

@@ -18,7 +18,7 @@ from homeassistant.helpers.json import json_bytes
 
 from .enrichment import Enricher, EntityInfo
 from .line_protocol import LineEncoder
-from .models import IngestedEvent, IngestorOptions
+from .models import IngestorOptions
 from .stats import IngestorStats
 
 # Attributes that are already tags or fields of every state point.
@@ -221,28 +221,18 @@ class PointBuilder:
             if isinstance(target, (list, tuple)):
                 target = ",".join(sorted(str(item) for item in target))
             entity_id = target if isinstance(target, str) else None
-        ingested = IngestedEvent(
-            source="bus",
-            event_type=event.event_type,
-            time_ns=nanoseconds(event.time_fired),
-            entity_id=entity_id if isinstance(entity_id, str) else None,
-            data=data,
-            context_id=event.context.id,
-            parent_context_id=event.context.parent_id,
-            user_id=event.context.user_id,
-        )
         tags = {
-            "event_type": ingested.event_type,
+            "event_type": str(event.event_type),
             "domain": _text_or_none(data.get("domain")),
             "service": _text_or_none(data.get("service")),
-            "entity_id": ingested.entity_id,
+            "entity_id": entity_id if isinstance(entity_id, str) else None,
         }
         fields: dict[str, Any] = {"data": _json(data)}
         self._context_fields(fields, event.context)
         return self._encoder.line(
             self._encoder.series_key(EVENT_MEASUREMENT, tags),
             self._encoder.fields(fields),
-            ingested.time_ns,
+            nanoseconds(event.time_fired),
         )
 
     def mqtt_line(
@@ -259,13 +249,6 @@ class PointBuilder:
             payload.encode("utf-8", "surrogateescape")
             if isinstance(payload, str)
             else bytes(payload)
-        )
-        ingested = IngestedEvent(
-            source="mqtt",
-            event_type="mqtt",
-            time_ns=round(timestamp * 1_000_000) * 1000,
-            topic=topic,
-            payload=raw,
         )
         text = raw.decode("utf-8", "replace")
         fields: dict[str, Any] = {}
@@ -286,10 +269,10 @@ class PointBuilder:
         return self._encoder.line(
             self._encoder.series_key(
                 MQTT_MEASUREMENT,
-                {"topic": ingested.topic, "retained": "true" if retained else None},
+                {"topic": topic, "retained": "true" if retained else None},
             ),
             self._encoder.fields(fields),
-            ingested.time_ns,
+            round(timestamp * 1_000_000) * 1000,
         )
 
 
