@@ -50,14 +50,21 @@ def _post(url: str, body: str, headers: dict[str, str]) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def _write_v1(server: InfluxDB1Server, database: str, lines: list[str]) -> None:
-    """Write through /write as admin; every line must be accepted (204)."""
+def _post_v1(
+    server: InfluxDB1Server, database: str, lines: list[str]
+) -> tuple[int, str]:
+    """Write through /write as admin; the status and the answer."""
     credentials = f"{server.admin_user}:{server.admin_password}".encode()
-    status, answer = _post(
+    return _post(
         f"{server.url}/write?db={database}&precision=ns",
         "\n".join(lines),
         {"Authorization": "Basic " + base64.b64encode(credentials).decode()},
     )
+
+
+def _write_v1(server: InfluxDB1Server, database: str, lines: list[str]) -> None:
+    """Write through /write as admin; every line must be accepted (204)."""
+    status, answer = _post_v1(server, database, lines)
     assert status == 204, (answer, lines)
 
 
@@ -126,11 +133,17 @@ def test_reserved_and_empty_names_are_renamed() -> None:
         assert encoder.fields({"time": 1, "_value": 2}) == "time_=1.0,ha_value=2.0"
 
 
-def test_names_get_spaces_for_controls_and_lose_unreadable_backslashes() -> None:
+def test_names_get_spaces_for_controls_and_keep_the_backslashes_they_can() -> None:
+    name = 'a\\,b\\\\=c\\ d\\"e\\'
     for encoder in (V1, V2, V3):
         assert encoder.stored_key("a\tb\nc\x00d\x7f") == "a b c d "
-        assert encoder.stored_key('a\\,b\\\\=c\\ d\\"e\\') == 'a,b=c d"e'
+        assert encoder.stored_measurement(name) == 'a,b=c d"e'
         assert encoder.stored_measurement("a\\b") == "a\\b"
+    # 1.x keys: odd runs before "," "=" or space gain a backslash, even runs and
+    # runs before a quote are kept, a trailing run is dropped.
+    assert V1.stored_key(name) == 'a\\\\,b\\\\=c\\\\ d\\"e'
+    assert V2.stored_key(name) == V3.stored_key(name) == 'a,b=c d"e'
+    assert V1.stored_key("time\\") == "time_"
     assert V1.series_key("m", {"a\\\\b": "v"}) == "m,a\\\\b=v"
     assert V2.series_key("m", {"a\\\\b": "v"}) == "m,a\\\\\\b=v"
     assert V1.series_key("a\\\\b", {}) == "a\\\\b"
@@ -152,23 +165,42 @@ def test_trailing_backslashes_are_dropped() -> None:
 
 
 def test_backslashes_in_tag_values_are_escaped_per_server_kind() -> None:
-    # user value -> (line for 1.x, line for 2.x/3); both store the user value,
-    # except 1.x's odd run before a space, which gains one backslash.
+    # user value -> (line for 1.x, line for 2.x/3); both store the user value.
     cases = {
         "a\\b": ("a\\b", "a\\b"),
         "a\\\\b": ("a\\\\b", "a\\\\\\b"),
         "a\\,b": ("a\\\\,b", "a\\\\\\,b"),
         "a\\=b": ("a\\\\=b", "a\\\\\\=b"),
-        "a\\ b": ("a\\\\\\ b", "a\\\\\\ b"),
+        "a\\ b": ("a\\\\ b", "a\\\\\\ b"),
         "a\\\\ b": ("a\\\\\\ b", "a\\\\\\\\\\ b"),
         'a\\"b': ('a\\"b', 'a\\"b'),
     }
     for value, (line_v1, line_v2) in cases.items():
         assert V1.series_key("m", {"t": value}) == f"m,t={line_v1}", value
         assert V2.series_key("m", {"t": value}) == f"m,t={line_v2}", value
-        assert V2.stored_tag_value(value) == value
-    assert V1.stored_tag_value("a\\ b") == "a\\\\ b"
-    assert V1.stored_tag_value("a\\\\ b") == "a\\\\ b"
+        assert V1.stored_tag_value(value) == V2.stored_tag_value(value) == value
+
+
+def test_1x_writes_tags_holding_an_odd_run_before_a_space_last() -> None:
+    tags = {"area": "Hub \\ one", "device": "p\\=q", "entity_id": "s.t"}
+    assert (
+        V1.series_key("m", tags) == "m,device=p\\\\=q,entity_id=s.t,area=Hub\\ \\\\ one"
+    )
+    assert V2.series_key("m", tags) == (
+        "m,area=Hub\\ \\\\\\ one,device=p\\\\\\=q,entity_id=s.t"
+    )
+    # Even runs before a space are no trouble: the tags stay sorted.
+    assert V1.series_key("m", {"b": "x\\\\ y", "a": "p\\=q"}) == (
+        "m,a=p\\\\=q,b=x\\\\\\ y"
+    )
+
+
+def test_1x_value_with_backslash_space_gains_one_before_comma_or_equals() -> None:
+    # In a value with an odd run before a space, the odd runs before "," or "="
+    # gain a backslash; the one before the space is kept.
+    assert V1.stored_tag_value('a\\ b\\=c\\,d"e') == 'a\\ b\\\\=c\\\\,d"e'
+    assert V1.stored_tag_value("a\\=b\\\\ c") == "a\\=b\\\\ c"
+    assert V2.stored_tag_value('a\\ b\\=c\\,d"e') == 'a\\ b\\=c\\,d"e'
 
 
 def test_keys_that_end_up_equal_keep_the_first_with_a_value() -> None:
@@ -202,6 +234,12 @@ def test_nan_infinity_and_ints_beyond_float_range_are_omitted() -> None:
 
 def test_booleans_are_written_as_true_and_false() -> None:
     assert V1.fields({"on": True, "off": False}) == "on=true,off=false"
+
+
+def test_1x_field_keys_escape_quotes() -> None:
+    # 1.x reads \" in a field key as a quote, so a backslash before one needs one.
+    assert V1.fields({'a"b': 1, 'a\\"b': 2}) == 'a\\"b=1.0,a\\\\"b=2.0'
+    assert V2.fields({'a"b': 1}) == 'a"b=1.0'
 
 
 def test_string_fields_escape_quotes_and_backslashes() -> None:
@@ -350,7 +388,6 @@ V1_TAG_SUBSTITUTIONS: dict[str, str | None] = {
     "trailing\\": "trailing",
     "\\\\": None,
     "\\": None,
-    "\\ x": "\\\\ x",
     "C:\\temp\\new folder\\": "C:\\temp\\new folder",
     "line\nbreak": "line break",
     "\n": " ",
@@ -363,7 +400,7 @@ V1_TAG_SUBSTITUTIONS: dict[str, str | None] = {
 }
 # The same for 2.x/3 (checked on VictoriaMetrics and with the documented grammar).
 V2_TAG_SUBSTITUTIONS: dict[str, str | None] = {
-    **{k: v for k, v in V1_TAG_SUBSTITUTIONS.items() if k != "\\ x"},
+    **V1_TAG_SUBSTITUTIONS,
     "tab\there": "tab here",
     "\t": " ",
 }
@@ -444,6 +481,304 @@ def test_hostile_names_are_stored_as_documented_by_influxdb_1x(
             "home", f"SELECT * FROM {_ident(V1.stored_measurement(text))}"
         )
         assert rows, text  # readable back through InfluxQL
+
+
+# -- backslash runs on InfluxDB 1.x ----------------------------------------------
+
+# (text, run length, delimiter): "a", 1-4 backslashes, then a delimiter and "b", or
+# nothing (the run ends the text).
+BACKSLASH_RUNS = [
+    ("a" + "\\" * run + delimiter + ("b" if delimiter else ""), run, delimiter)
+    for delimiter in (" ", ",", "=", '"', "")
+    for run in range(1, 5)
+]
+# The string field of every line these tests write, and of its neighbours.
+NEIGHBOUR_TEXT = 'k=v, x="y" \\ z\\\\ \\"\nend\\'
+
+
+def _expected_1x_key(text: str, run: int, delimiter: str) -> str:
+    """A key as 1.x must hold it: a trailing run dropped, an odd run before ","
+    "=" or space one backslash longer, anything else as given."""
+    if not delimiter:
+        return "a"
+    if run % 2 and delimiter in ",= ":
+        return "a" + "\\" * (run + 1) + delimiter + "b"
+    return text
+
+
+def _first_cases() -> dict[str, int]:
+    """Each 1.x stored key of ``BACKSLASH_RUNS`` and the first case that has it
+    (an odd run gains the backslash that makes it equal the next case)."""
+    first: dict[str, int] = {}
+    for case, (text, _, _) in enumerate(BACKSLASH_RUNS):
+        first.setdefault(V1.stored_key(text), case)
+    return first
+
+
+def _point(
+    measurement: str,
+    tags: Mapping[str, str],
+    case: int,
+    fields: Mapping[str, Any] | None = None,
+) -> str:
+    """A line whose fields would show a misread series key: a string holding
+    "=", "," and quotes, and a field key with a quote after a backslash."""
+    line = V1.line(
+        V1.series_key(measurement, tags),
+        V1.fields({**(fields or {}), "s": NEIGHBOUR_TEXT, 'q\\"k': 1.0, "n": case}),
+        T0 + case,
+    )
+    assert line is not None
+    return line
+
+
+def _between_neighbours(lines: list[str]) -> list[str]:
+    """The lines in one batch, each between two ``neighbour`` points."""
+    batch = []
+    for case, line in enumerate(lines):
+        before, after = (
+            _point("neighbour", {"case": f"c{case:02d}", "side": side}, case)
+            for side in ("before", "after")
+        )
+        batch += [before, line, after]
+    return batch
+
+
+def _assert_neighbours_intact(server: InfluxDB1Server, count: int) -> None:
+    rows = server.rows("home", "SELECT * FROM neighbour")
+    assert sorted((row["case"], row["side"], row["s"], row["n"]) for row in rows) == [
+        (f"c{case:02d}", side, NEIGHBOUR_TEXT, case)
+        for case in range(count)
+        for side in ("after", "before")
+    ]
+
+
+def _exact_v1(text: str, special: str) -> str:
+    """``text`` escaped the way 1.x unescapes it, with nothing substituted."""
+    for char in special:
+        text = text.replace(char, "\\" + char)
+    return text
+
+
+def test_backslash_runs_in_tag_values_are_stored_as_given_by_influxdb_1x(
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    """Alone or all in one series key; only a trailing run is dropped."""
+    alone = [
+        _point("runs", {"case": f"c{case:02d}", "t": text}, case)
+        for case, (text, _, _) in enumerate(BACKSLASH_RUNS)
+    ]
+    together = _point(
+        "together",
+        {f"t{case:02d}": text for case, (text, _, _) in enumerate(BACKSLASH_RUNS)},
+        0,
+    )
+    _write_v1(influxdb_v1, "home", _between_neighbours([*alone, together]))
+
+    rows = {row["case"]: row for row in influxdb_v1.rows("home", "SELECT * FROM runs")}
+    [row_together] = influxdb_v1.rows("home", "SELECT * FROM together")
+    for case, (text, _, delimiter) in enumerate(BACKSLASH_RUNS):
+        stored = rows[f"c{case:02d}"]["t"]
+        assert stored == V1.stored_tag_value(text), text
+        assert stored == (text if delimiter else "a"), text
+        assert row_together[f"t{case:02d}"] == stored, text
+        assert rows[f"c{case:02d}"]["s"] == NEIGHBOUR_TEXT
+    _assert_neighbours_intact(influxdb_v1, len(alone) + 1)
+
+
+def test_backslash_runs_in_tag_keys_are_stored_as_documented_by_influxdb_1x(
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    alone = [
+        _point("runs", {"case": f"c{case:02d}", text: "v"}, case)
+        for case, (text, _, _) in enumerate(BACKSLASH_RUNS)
+    ]
+    together = _point(
+        "together",
+        {BACKSLASH_RUNS[case][0]: f"v{case}" for case in _first_cases().values()},
+        0,
+    )
+    _write_v1(influxdb_v1, "home", _between_neighbours([*alone, together]))
+
+    keys = set(_column(influxdb_v1, "home", "SHOW TAG KEYS FROM runs"))
+    assert keys == {"case"} | {V1.stored_key(text) for text, _, _ in BACKSLASH_RUNS}
+    for case, (text, run, delimiter) in enumerate(BACKSLASH_RUNS):
+        key = V1.stored_key(text)
+        assert key == _expected_1x_key(text, run, delimiter), text
+        [row] = influxdb_v1.rows(
+            "home", f"SELECT n, {_ident(key)} FROM runs WHERE \"case\" = 'c{case:02d}'"
+        )
+        assert (row["n"], row[key]) == (case, "v"), text
+    [row_together] = influxdb_v1.rows("home", "SELECT * FROM together")
+    for key, case in _first_cases().items():
+        assert row_together[key] == f"v{case}", key
+    _assert_neighbours_intact(influxdb_v1, len(alone) + 1)
+
+
+def test_backslash_runs_in_field_keys_are_stored_as_documented_by_influxdb_1x(
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    alone = [
+        _point("runs", {"case": f"c{case:02d}"}, case, {text: float(case)})
+        for case, (text, _, _) in enumerate(BACKSLASH_RUNS)
+    ]
+    together = _point(
+        "together",
+        {},
+        0,
+        {BACKSLASH_RUNS[case][0]: float(case) for case in _first_cases().values()},
+    )
+    _write_v1(influxdb_v1, "home", _between_neighbours([*alone, together]))
+
+    keys = set(_column(influxdb_v1, "home", "SHOW FIELD KEYS FROM runs"))
+    stored_keys = {V1.stored_key(text) for text, _, _ in BACKSLASH_RUNS}
+    assert keys == stored_keys | {"s", 'q\\"k', "n"}
+    for case, (text, run, delimiter) in enumerate(BACKSLASH_RUNS):
+        key = V1.stored_key(text)
+        assert key == _expected_1x_key(text, run, delimiter), text
+        [row] = influxdb_v1.rows(
+            "home", f"SELECT {_ident(key)} FROM runs WHERE \"case\" = 'c{case:02d}'"
+        )
+        assert row[key] == case, text
+    [row_together] = influxdb_v1.rows("home", "SELECT * FROM together")
+    for key, case in _first_cases().items():
+        assert row_together[key] == case, key
+    _assert_neighbours_intact(influxdb_v1, len(alone) + 1)
+
+
+def test_backslash_runs_in_measurements_are_dropped_and_read_back_by_influxdb_1x(
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    lines = [
+        _point(text, {"case": f"c{case:02d}"}, case)
+        for case, (text, _, _) in enumerate(BACKSLASH_RUNS)
+    ]
+    _write_v1(influxdb_v1, "home", _between_neighbours(lines))
+
+    names = {V1.stored_measurement(text) for text, _, _ in BACKSLASH_RUNS}
+    assert set(_column(influxdb_v1, "home", "SHOW MEASUREMENTS")) == names | {
+        "neighbour"
+    }
+    for case, (text, _, delimiter) in enumerate(BACKSLASH_RUNS):
+        name = V1.stored_measurement(text)
+        assert name == "a" + delimiter + ("b" if delimiter else ""), text
+        rows = influxdb_v1.rows(
+            "home", f"SELECT * FROM {_ident(name)} WHERE \"case\" = 'c{case:02d}'"
+        )
+        assert [row["n"] for row in rows] == [case], text
+    _assert_neighbours_intact(influxdb_v1, len(lines))
+
+
+def test_influxdb_1x_cannot_hold_the_backslashes_the_encoder_changes_in_names(
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    """Written exactly (escaped the way 1.x unescapes): a measurement with a run
+    before a delimiter is stored under a name SELECT cannot find, and a field key
+    with an odd run before "," "=" or space, or any trailing run, is refused or
+    stored as another key; a tag key or value ending in a backslash is refused."""
+    for case, (text, run, delimiter) in enumerate(BACKSLASH_RUNS):
+        status, _ = _post_v1(
+            influxdb_v1, "home", [f"{_exact_v1(text, ', ')} n={case} {T0}"]
+        )
+        assert status == 400 or not influxdb_v1.rows(
+            "home", f"SELECT * FROM {_ident(text)}"
+        ), text
+
+        measurement = f"fieldkey{case:02d}"
+        key = _exact_v1(text, ',= "')
+        status, _ = _post_v1(
+            influxdb_v1, "home", [f'{measurement} {key}={case},s="x" {T0}']
+        )
+        keys = _column(influxdb_v1, "home", f"SHOW FIELD KEYS FROM {measurement}")
+        if (run % 2 and delimiter in ",= ") or not delimiter:
+            assert status == 400 or text not in keys, text
+        else:
+            assert (status, sorted(keys)) == (204, sorted([text, "s"])), text
+
+        if not delimiter:
+            for line in (
+                f"tagkey,{_exact_v1(text, ',= ')}=v n=1 {T0}",
+                f"tagvalue,t={_exact_v1(text, ',= ')} n=1 {T0}",
+            ):
+                assert _post_v1(influxdb_v1, "home", [line])[0] == 400, line
+
+
+# Tags that, written exactly and sorted, make 1.x's line splitter read the next
+# line as part of this one; and what the encoder stores instead.
+DERAILING_TAGS = {
+    "backslash space before backslash equals and a quote": (
+        {"a": "Hub \\ one", "b": 'p\\=q"r'},
+        {"s": "x=y"},
+        {"a": "Hub \\ one", "b": 'p\\=q"r'},
+    ),
+    "backslash space before backslash comma": (
+        {"a": "Hub \\ one", "b": "p\\,q"},
+        {"s": "x=y"},
+        {"a": "Hub \\ one", "b": "p\\,q"},
+    ),
+    "both in one value": (
+        {"t": 'a\\ b\\=c"d'},
+        {"s": "x=y"},
+        {"t": 'a\\ b\\\\=c"d'},
+    ),
+    "backslash space in a tag key": (
+        {"k\\ 1": "v"},
+        {'q\\"k': 1.0},
+        {"k\\\\ 1": "v"},
+    ),
+    "backslash comma in a tag key after backslash space": (
+        {"a": "Hub \\ one", "b\\,c": "v"},
+        {"s": "x=y"},
+        {"a": "Hub \\ one", "b\\\\,c": "v"},
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("tags", "fields", "stored"), DERAILING_TAGS.values(), ids=DERAILING_TAGS
+)
+def test_tags_that_would_derail_the_1x_line_splitter_keep_the_next_line(
+    influxdb_v1: InfluxDB1Server,
+    tags: dict[str, str],
+    fields: dict[str, Any],
+    stored: dict[str, str],
+) -> None:
+    field_set = V1.fields({**fields, "n": 1})
+    exact = ",".join(
+        f"{_exact_v1(key, ',= ')}={_exact_v1(value, ',= ')}"
+        for key, value in sorted(tags.items())
+    )
+    status, _ = _post_v1(
+        influxdb_v1, "home", [f"exact,{exact} {field_set} {T0}", f"following n=1 {T0}"]
+    )
+    assert status == 400
+    assert not influxdb_v1.rows("home", "SELECT * FROM following")
+
+    line = V1.line(V1.series_key("m", tags), field_set, T0)
+    assert line is not None
+    _write_v1(influxdb_v1, "home", _between_neighbours([line]))
+    [row] = influxdb_v1.rows("home", "SELECT * FROM m")
+    assert {key: row[key] for key in stored} == stored
+    assert stored == {
+        V1.stored_key(key): V1.stored_tag_value(value) for key, value in tags.items()
+    }
+    _assert_neighbours_intact(influxdb_v1, 1)
+
+
+def test_issue_13_device_name_with_backslash_space_is_stored_as_named(
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    tags = {"device": "Hub \\ one", "entity_id": "sensor.x"}
+    line = V1.line(V1.series_key("sensor", tags), V1.fields({"s": "a=b,c d"}), T0)
+    assert line == f'sensor,entity_id=sensor.x,device=Hub\\ \\\\ one s="a=b,c d" {T0}'
+    _write_v1(influxdb_v1, "home", _between_neighbours([line]))
+
+    [row] = influxdb_v1.rows("home", "SELECT * FROM sensor")
+    assert row["device"] == V1.stored_tag_value("Hub \\ one") == "Hub \\ one"
+    assert influxdb_v1.rows(
+        "home", "SELECT * FROM sensor WHERE device = 'Hub \\\\ one'"
+    ) == [row]
+    _assert_neighbours_intact(influxdb_v1, 1)
 
 
 def test_hostile_corpus_is_accepted_by_victoria_metrics(

@@ -11,7 +11,8 @@ Runs on the event loop for every captured event, so the work is split in two:
 Schema contract (public; applies to every server kind unless said otherwise)
 ---------------------------------------------------------------------------
 Values are stored as given, except for these documented substitutions, made only
-where the server cannot store (or InfluxQL cannot read back) what was given.
+where the server cannot store (or InfluxQL cannot read back) what was given, or
+where writing it would make the server misread the neighbouring lines.
 ``stored_measurement``, ``stored_key``, ``stored_tag_value`` and ``stored_string``
 return exactly what InfluxDB will hold.
 
@@ -22,9 +23,13 @@ Names (measurement, tag keys, field keys):
 
 * control characters (U+0000-U+001F, U+007F) become a space; truncated to
   ``MAX_NAME_BYTES`` UTF-8 bytes;
-* backslashes right before ``,`` ``=`` space ``"`` or at the end are dropped (1.x
-  stores such measurements under a name it cannot query; no parser accepts a name
-  ending in a backslash);
+* backslashes right before ``,`` ``=`` space ``"`` or at the end are dropped from
+  a measurement, and for 2.x/3 from a key (1.x stores such a measurement under a
+  name SELECT cannot find; no parser accepts a name ending in a backslash);
+* 1.x keys: trailing backslashes are dropped, and an odd run of backslashes right
+  before ``,`` ``=`` or space gains one (``a\\ b`` -> ``a\\\\ b``): 1.x rejects
+  such a field key, and a tag key holding one can derail the line splitter (see
+  tag values);
 * a name starting with ``_`` gets the prefix ``ha`` (``_field`` -> ``ha_field``;
   ``_`` is reserved in 2.x/3); a tag or field key ``time`` becomes ``time_`` (1.x
   drops such a field and rejects such a tag; it is the time column in 3);
@@ -39,11 +44,13 @@ Tag values: ``None`` or empty (after the steps below) omits the tag.
   with its backslash); for 2.x/3 also a tab (the Rust parser of InfluxDB 3 and
   Cloud treats it as a separator); truncated to ``MAX_TAG_VALUE_BYTES``;
 * trailing backslashes are dropped (no parser can end a tag value with one);
-* 1.x only: 1.x never unescapes ``\\\\``, so a run of backslashes before ``,``,
-  ``=`` or space is written as the run plus one escaping backslash, which 1.x
-  stores exactly; an *odd* run before a space would then be even, which 1.x's line
-  splitter misreads (it can swallow the next line), so that run gains one
-  backslash: ``a\\ b`` is stored ``a\\\\ b``.
+* 1.x only: a run of backslashes before ``,`` ``=`` or space is written as the run
+  plus one escaping backslash, which 1.x stores exactly. Its line splitter reads
+  ``\\\\`` as a pair, so it takes a space after an odd run for the start of the
+  field set and from there counts a ``,`` or ``=`` after an odd run as a field
+  delimiter, which can make it swallow the next line. So tags holding such a space
+  are written last (1.x sorts them), and in a value holding one, an odd run before
+  ``,`` or ``=`` gains one backslash: ``a\\ b\\=c`` is stored ``a\\ b\\\\=c``.
 
 String field values: ``\\`` and ``"`` are escaped; truncated to
 ``MAX_STRING_BYTES`` (64 KB, the documented limit). 1.x keeps a raw LF (measured:
@@ -65,8 +72,9 @@ Escaping per server kind
   lone backslash reads the same under 1.x-style parsers (InfluxDB 2.x OSS still
   uses the Go parser of 1.x) as under the documented grammar.
 * ``"1"`` writes what InfluxDB 1.x (measured on 1.6.7) really does: ``\\,``
-  ``\\=`` ``\\ `` unescape, ``\\\\`` is two backslashes, and any backslash before a
-  delimiter escapes it.
+  ``\\=`` ``\\ `` unescape (and ``\\"`` in a field key, so ``"`` is escaped
+  there), ``\\\\`` is two backslashes, and any backslash before a delimiter
+  escapes it.
 
 Comparison with ``influxdb_client.Point`` (1.50; its escaping is the v2 one)
 ---------------------------------------------------------------------------
@@ -110,8 +118,11 @@ _CONTROL_TO_SPACE: Final = str.maketrans(
 )
 # Backslashes that no server reads back as written when they stand in a name.
 _NAME_BACKSLASHES = re.compile(r'\\+(?=[,= "]|\Z)')
-# 1.x: an odd run of backslashes right before a space.
-_V1_ODD_RUN_BEFORE_SPACE = re.compile(r"(?<!\\)((?:\\\\)*\\)(?= )")
+# 1.x: runs of backslashes of odd length right before a space, before "," or "=",
+# and before any of the three.
+_V1_ODD_RUN_BEFORE_SPACE = re.compile(r"(?<!\\)(?:\\\\)*\\(?= )")
+_V1_ODD_RUN_BEFORE_COMMA_EQUALS = re.compile(r"(?<!\\)((?:\\\\)*\\)(?=[,=])")
+_V1_ODD_RUN_BEFORE_DELIMITER = re.compile(r"(?<!\\)((?:\\\\)*\\)(?=[,= ])")
 # 2.x/3: a backslash that the documented grammar would read as an escape.
 _V2_ESCAPING_BACKSLASH = re.compile(r"\\(?=[\\,= ])")
 
@@ -137,8 +148,8 @@ def _truncate(text: str, max_bytes: int) -> str:
     return raw[:max_bytes].decode("utf-8", "ignore")
 
 
-def _clean_name(name: str) -> str:
-    """Surrogates, controls, length and unreadable backslashes of a name."""
+def _clean_name(name: str, v1_key: bool = False) -> str:
+    """Surrogates, controls, length and unstorable backslashes of a name."""
     if (
         name.isascii()
         and name.isprintable()
@@ -147,10 +158,19 @@ def _clean_name(name: str) -> str:
     ):
         return name
     name = _replace_surrogates(name).translate(_CONTROL_TO_SPACE)
+    if v1_key and "\\" in name:
+        name = _V1_ODD_RUN_BEFORE_DELIMITER.sub(r"\1\\", name)
+        return _truncate(name, MAX_NAME_BYTES).rstrip("\\")
     name = _truncate(name, MAX_NAME_BYTES)
     if "\\" in name:
         name = _NAME_BACKSLASHES.sub("", name)
     return name
+
+
+def _v1_misread_space(value: str) -> bool:
+    """Whether a stored tag value holds a space after an odd run of backslashes,
+    which 1.x's line splitter takes for the start of the field set."""
+    return "\\ " in value and _V1_ODD_RUN_BEFORE_SPACE.search(value) is not None
 
 
 def _escape_v1(text: str) -> str:
@@ -158,6 +178,13 @@ def _escape_v1(text: str) -> str:
     if " " in text or "," in text or "=" in text:
         return text.replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
     return text
+
+
+def _escape_field_key_v1(key: str) -> str:
+    """Escape a stored field key for 1.x, which also reads ``\\"`` in one as ``"``."""
+    if '"' in key:
+        key = key.replace('"', '\\"')
+    return _escape_v1(key)
 
 
 def _escape_v2(text: str) -> str:
@@ -191,6 +218,7 @@ class LineEncoder:
     __slots__ = (
         "_collisions",
         "_escape",
+        "_escape_field_key",
         "_escape_measurement",
         "_field_keys",
         "_key_owner",
@@ -208,6 +236,9 @@ class LineEncoder:
         self.api_version: ApiVersion = api_version
         self._v1 = api_version == "1"
         self._escape: Callable[[str], str] = _escape_v1 if self._v1 else _escape_v2
+        self._escape_field_key: Callable[[str], str] = (
+            _escape_field_key_v1 if self._v1 else _escape_v2
+        )
         self._escape_measurement: Callable[[str], str] = (
             _escape_measurement_v1 if self._v1 else _escape_measurement_v2
         )
@@ -240,7 +271,7 @@ class LineEncoder:
 
     def stored_key(self, key: str) -> str:
         """The tag or field key InfluxDB will hold; "" when the key is skipped."""
-        name = _clean_name(str(key))
+        name = _clean_name(str(key), self._v1)
         if name == "time":
             return "time_"
         if name[:1] == "_":
@@ -262,10 +293,9 @@ class LineEncoder:
         value = _replace_surrogates(value).replace("\n", " ")
         if not self._v1:
             value = value.replace("\t", " ")
-        value = _truncate(value, MAX_TAG_VALUE_BYTES).rstrip("\\")
-        if self._v1 and "\\ " in value:
-            value = _V1_ODD_RUN_BEFORE_SPACE.sub(r"\1\\", value)
-        return value
+        elif _v1_misread_space(value):
+            value = _V1_ODD_RUN_BEFORE_COMMA_EQUALS.sub(r"\1\\", value)
+        return _truncate(value, MAX_TAG_VALUE_BYTES).rstrip("\\")
 
     def stored_string(self, value: str) -> str:
         """The string field value InfluxDB will hold."""
@@ -289,7 +319,8 @@ class LineEncoder:
         return cached
 
     def series_key(self, measurement: str, tags: Mapping[str, str | None]) -> str:
-        """``measurement,tag=value,...`` escaped, tags sorted by key.
+        """``measurement,tag=value,...`` escaped, tags sorted by key (for 1.x,
+        tags whose value holds an odd run of backslashes before a space last).
 
         Tags whose value is None or empty (after the documented substitutions) and
         tags whose key is empty are omitted; of keys that end up equal, the first
@@ -319,6 +350,12 @@ class LineEncoder:
         # UTF-8 byte order equals code point order).
         ordered = [pairs[key] for key in sorted(pairs)]
         result = ",".join([name, *[f"{key}={escape(value)}" for key, value in ordered]])
+        if self._v1 and "\\\\ " in result:
+            # A value with an odd run before a space (written even) goes last: from
+            # that space on, 1.x's line splitter counts "," and "=" as in a field
+            # set, and the keys and values after it have none to miscount.
+            ordered.sort(key=lambda pair: _v1_misread_space(pair[1]))
+            result = ",".join([name, *[f"{key}={escape(v)}" for key, v in ordered]])
         if len(result) > MAX_SERIES_KEY_BYTES // 4 and (
             len(result.encode("utf-8")) > MAX_SERIES_KEY_BYTES
         ):
@@ -336,7 +373,7 @@ class LineEncoder:
             self._field_keys.clear()
             self._key_owner.clear()
         stored = self.stored_key(key if isinstance(key, str) else str(key))
-        prefix = f"{self._escape(stored)}=" if stored else ""
+        prefix = f"{self._escape_field_key(stored)}=" if stored else ""
         if prefix and self._key_owner.setdefault(prefix, key) != key:
             self._collisions = True
         self._field_keys[key] = prefix
