@@ -279,6 +279,52 @@ async def test_registry_changes_show_in_the_next_points(
     ]
 
 
+@pytest.mark.parametrize(
+    ("device", "area", "parent"),
+    [
+        ("Hub \\ one", "Living \\, room", "Bridge \\= 2"),
+        ("Hub \\\\ one", "Den \\\\\\ b", "end \\"),
+    ],
+)
+async def test_backslashes_in_registry_names_are_stored_as_named(
+    hass: HomeAssistant,
+    influxdb_v1: InfluxDB1Server,
+    device: str,
+    area: str,
+    parent: str,
+) -> None:
+    """Devices, areas and parents named with backslashes before a space, comma or
+    equals sign land in InfluxDB 1.x exactly as the registries hold them (a
+    trailing backslash, which no server can store at the end of a tag, is the
+    one thing dropped), and the neighbouring points are intact."""
+    [first, second] = _home_registries(hass, 2)
+    devices = dr.async_get(hass)
+    sensor = _device_of(hass, first)
+    hub = devices.async_get(sensor.via_device_id or "")
+    assert hub is not None
+    devices.async_update_device(hub.id, name_by_user=parent)
+    devices.async_update_device(
+        sensor.id,
+        name_by_user=device,
+        area_id=ar.async_get(hass).async_create(area).id,
+    )
+    await hass.async_block_till_done()
+    entry = await _setup(hass, influxdb_v1.entry_data())
+    hass.states.async_set(second, "1", {"note": 'a=b,c d "q" \\'})
+    hass.states.async_set(first, "2")
+    hass.states.async_set(second, "3")
+    await _flush(hass, entry)
+    rows = influxdb_v1.rows(
+        "home", "SELECT value, device, area, parent_device FROM sensor"
+    )
+    hub_name = parent.rstrip("\\")
+    assert [(r["value"], r["device"], r["area"], r["parent_device"]) for r in rows] == [
+        (1.0, "Sensor 1", "Living room", hub_name),
+        (2.0, device, area, hub_name),
+        (3.0, "Sensor 1", "Living room", hub_name),
+    ]
+
+
 async def test_automation_and_service_events_carry_user_and_context(
     hass: HomeAssistant, influxdb_v1: InfluxDB1Server, hass_admin_user: MockUser
 ) -> None:
