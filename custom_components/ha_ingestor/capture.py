@@ -96,6 +96,7 @@ class Capture:
         self._options = options
         self._builder = builder
         self._pipeline = pipeline
+        self._add_point = pipeline.add_point
         self._stats = stats
         self._dedup = (
             Deduplicator(options.dedup_window) if options.dedup_window else None
@@ -158,12 +159,9 @@ class Capture:
             ):
                 self._stats.deduplicated += 1
                 return
-            point = self._builder.state_line(state)
+            self._builder.add_state(state, self._add_point)
         except Exception as err:
             self._invalid("state change", err)
-            return
-        if point is not None:
-            self._pipeline.add_point(*point)
 
     @callback
     def _on_event(self, event: Event[Any]) -> None:

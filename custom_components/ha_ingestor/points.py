@@ -7,7 +7,7 @@ MQTT messages.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 import json
 import math
@@ -106,9 +106,11 @@ class PointBuilder:
         self._time_bucket = -1
         self._time_text = ""
 
-    def state_line(self, state: State) -> tuple[str, str, str] | None:
-        """The point for a new state as three pieces whose concatenation is its
-        line; None when the entity is filtered out.
+    def add_state(self, state: State, add: Callable[[str, str, str], None]) -> None:
+        """Give ``add`` the point for a new state as three pieces whose
+        concatenation is its line; nothing when the entity is filtered out.
+        (A callback rather than a returned tuple: a tuple per event is one more
+        object for the garbage collector to track.)
 
         This runs for every state change in the house. The first two pieces are
         cached strings shared by the entity's points: its series key, and the
@@ -122,7 +124,7 @@ class PointBuilder:
         info = self._enricher.entity(entity_id, attributes)
         if not info.included:
             self._stats.filtered += 1
-            return None
+            return
         timestamp = state.last_updated_timestamp
         shared = info.shared_fields
         if info.shared_bucket != int(timestamp // 900) or (
@@ -154,7 +156,7 @@ class PointBuilder:
             own += f",user={string(self._enricher.user_name(context.user_id) or '')}"
         if (automation := self._enricher.caused_by(context)) is not None:
             own += f",automation={string(automation)}"
-        return info.series_key, shared, f"{own} {timestamp_nanoseconds(timestamp)}"
+        add(info.series_key, shared, f"{own} {timestamp_nanoseconds(timestamp)}")
 
     def _shared_fields(
         self, info: EntityInfo, attributes: Mapping[str, Any], timestamp: float
