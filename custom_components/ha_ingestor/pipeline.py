@@ -100,11 +100,11 @@ class Pipeline:
         self._add_shared = self._queue.shared.append
         self._add_own = self._queue.rests.append
         self._owns = self._queue.rests
-        # The queue's length at which add_point calls _on_backlog: 1 while it is
-        # empty (the first point may start a write), else a full batch (or more
-        # than memory may hold).
+        # The queue's length at which add_point next calls _on_backlog (see
+        # _rearm); 1 while the queue is empty.
         self._full = min(batch_size, max_memory_points)
         self._wake_at = 1
+        self._empty = True
         self._linger = min(LINGER, flush_interval)
         # Loop time since which the queue's oldest point waits (or earlier).
         self._head_since = 0.0
@@ -266,7 +266,7 @@ class Pipeline:
             self._cancel_retry = None
         if lost := len(self._queue):
             self._queue.drop_oldest(lost)
-            self._queue_changed()
+            self._rearm()
             self.health.dropped(lost, DROP_SHUTDOWN)
         await self._hass.async_add_executor_job(self._spool.close)
 
@@ -293,12 +293,13 @@ class Pipeline:
     def _on_backlog(self) -> None:
         """A first point, a full batch, or memory is full: wake the consumer,
         move the oldest points to the spool, and drop beyond the hard bound."""
-        if self._wake_at == 1:
+        if self._empty:
+            self._empty = False
             self._head_since = self._hass.loop.time()
-            self._wake_at = self._full
         self._wakeup.set()
         held = self.held
         if held <= self._max_memory or self._closed:
+            self._rearm()
             return
         if (
             (self._overflow is None or self._overflow.done())
@@ -313,27 +314,36 @@ class Pipeline:
             # and the repair it raises, off the per-event path.
             count = min(len(self._queue), held - self._max_memory)
             self._queue.drop_oldest(count)
-            self._queue_changed()
+            self._rearm()
             self.health.dropped(count, DROP_MEMORY_FULL)
 
     def _take(self, count: int) -> QueuedBatch:
         batch = self._queue.take(count)
-        self._queue_changed()
+        self._rearm()
         return batch
 
     def _put_back(self, batch: QueuedBatch) -> None:
         self._queue.put_back(batch)
-        self._queue_changed()
+        self._rearm()
 
-    def _queue_changed(self) -> None:
-        """Keep ``_wake_at`` and ``_head_since`` true after the queue changed
-        other than by add_point. Points put back waited longer than now says,
-        so a write may start a little early, never late."""
-        if not self._queue:
+    def _rearm(self) -> None:
+        """Set the queue length at which add_point next calls _on_backlog: the
+        first point, a full batch while a write slot is free, or memory's bound
+        — not every point of a backlog. Called whenever the queue or what is in
+        flight changed other than by add_point (points put back waited longer
+        than ``_head_since`` then says: a write may start early, never late)."""
+        queued = len(self._owns)
+        if not queued:
+            self._empty = True
             self._wake_at = 1
-        elif self._wake_at == 1:
-            self._wake_at = self._full
+            return
+        if self._empty:
+            self._empty = False
             self._head_since = self._hass.loop.time()
+        wake_at = self._max_memory + 1 - self.writing - self.moving
+        if queued < self._full and len(self._flights) < MAX_IN_FLIGHT:
+            wake_at = min(wake_at, self._full)
+        self._wake_at = wake_at
 
     async def _async_overflow(self) -> None:
         """Move the oldest points beyond the memory bound to the spool."""
@@ -604,6 +614,7 @@ class Pipeline:
         )
         task.add_done_callback(self._on_written)
         self._flights[task] = (self._taken, batch)
+        self._rearm()
 
     @callback
     def _on_written(self, task: asyncio.Task[None]) -> None:
@@ -622,6 +633,7 @@ class Pipeline:
                 self.latency.add(written_ns, batch.sample_times_ns())
             else:
                 failed.append((order, batch, error))
+        self._rearm()
 
     async def _async_spool_memory(self) -> None:
         """Move the memory queue to the spool, a batch at a time; stop at the
@@ -641,6 +653,7 @@ class Pipeline:
         caller leaves the write to finish in its thread and settle itself.
         """
         self.moving += len(batch)
+        self._rearm()
         future = self._hass.async_add_executor_job(_append, self._spool, batch)
         self._moves.add(future)
         future.add_done_callback(partial(self._on_moved, batch))
@@ -654,6 +667,7 @@ class Pipeline:
     def _on_moved(self, batch: QueuedBatch, future: asyncio.Future[int]) -> None:
         self._moves.discard(future)
         self.moving -= len(batch)
+        self._rearm()
         error = None if future.cancelled() else future.exception()
         if future.cancelled() or error is not None:
             self._put_back(batch)
