@@ -1,7 +1,12 @@
 """One benchmark measurement in one fresh process: a real Home Assistant core (the
 test harness's ``hass``) with neither integration, with the built-in ``influxdb``
-integration, or with HA Ingestor, against a real InfluxDB 1.x. Prints one JSON
-object. ``run.py`` runs these side by side and writes docs/benchmarks.md.
+integration, or with HA Ingestor, against a real InfluxDB 1.x (the ``v2`` mode: a
+2.x entry against VictoriaMetrics). Prints one JSON object. ``run.py`` runs these
+side by side and writes docs/benchmarks.md.
+
+It needs nothing newer than commit 89a454b has (``tests/servers.py``, the
+entry's ``writer`` and ``pipeline``), so a copy of it measures that checkout too:
+the "before" of the 2.x row (docs/benchmarks.md, "2.x entry").
 """
 
 from __future__ import annotations
@@ -9,14 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 import copy
 import gc
 import json
 import logging
 import math
+import os
 from pathlib import Path
 import resource
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -45,7 +53,7 @@ from pytest_homeassistant_custom_component.common import (
     async_test_home_assistant,
 )
 
-from tests.servers import InfluxDB1Server
+from tests.servers import InfluxDB1Server, VictoriaMetricsServer
 
 ENTITIES = 1000
 DATABASE = "bench"
@@ -60,6 +68,15 @@ def _resolver() -> AsyncResolver:
 def rss_mb() -> float:
     """Peak resident set size of this process so far, in MB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process now (VmRSS), in MB: unlike the peak, it
+    falls when memory goes back to the system."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def build_home(hass: HomeAssistant) -> list[str]:
@@ -130,28 +147,11 @@ def fire(hass: HomeAssistant, entity_ids: list[str], start: int, count: int) -> 
 
 
 class Target:
-    """The InfluxDB the integrations write to."""
-
-    def __init__(self, server: InfluxDB1Server) -> None:
-        self.server = server
-        credentials = f"{server.admin_user}:{server.admin_password}".encode()
-        self.headers = {
-            "Authorization": "Basic " + base64.b64encode(credentials).decode()
-        }
+    """Where the integrations write; counts the benchmark's own points stored there
+    (HA Ingestor's health entities are recorded too, and left out)."""
 
     async def count(self, session: aiohttp.ClientSession) -> int:
-        async with session.post(
-            f"{self.server.url}/query",
-            # The benchmark's own sensors only: HA Ingestor's health entities
-            # are recorded too.
-            data={
-                "q": "SELECT count(value) FROM /.*/ WHERE entity_id =~ /power_/",
-                "db": DATABASE,
-            },
-            headers=self.headers,
-        ) as response:
-            result = (await response.json())["results"][0]
-        return sum(series["values"][0][1] for series in result.get("series", []))
+        raise NotImplementedError
 
     async def wait_for(
         self, expected: int, timeout: float, settle: float = 20
@@ -173,6 +173,51 @@ class Target:
                     break
                 await asyncio.sleep(0.2)
         return count, last_growth - start
+
+
+class InfluxTarget(Target):
+    """The InfluxDB 1.x the integrations write to."""
+
+    def __init__(self, server: InfluxDB1Server) -> None:
+        self.server = server
+        credentials = f"{server.admin_user}:{server.admin_password}".encode()
+        self.headers = {
+            "Authorization": "Basic " + base64.b64encode(credentials).decode()
+        }
+
+    async def count(self, session: aiohttp.ClientSession) -> int:
+        async with session.post(
+            f"{self.server.url}/query",
+            data={
+                "q": "SELECT count(value) FROM /.*/ WHERE entity_id =~ /power_/",
+                "db": DATABASE,
+            },
+            headers=self.headers,
+        ) as response:
+            result = (await response.json())["results"][0]
+        return sum(series["values"][0][1] for series in result.get("series", []))
+
+
+class VictoriaTarget(Target):
+    """VictoriaMetrics behind a 2.x entry: it stores measurement ``sensor``'s field
+    ``value`` as the metric ``sensor_value``."""
+
+    query = 'sum(count_over_time(sensor_value{entity_id=~"sensor.power_.*"}[1d]))'
+
+    def __init__(self, server: VictoriaMetricsServer) -> None:
+        self.server = server
+
+    async def count(self, session: aiohttp.ClientSession) -> int:
+        # Rows are searchable only once flushed (about a second otherwise), and
+        # query results are cached unless told not to.
+        async with session.get(f"{self.server.url}/internal/force_flush"):
+            pass
+        async with session.get(
+            f"{self.server.url}/api/v1/query",
+            params={"query": self.query, "nocache": "1"},
+        ) as response:
+            result = (await response.json())["data"]["result"]
+        return int(float(result[0]["value"][1])) if result else 0
 
 
 # A point as HA Ingestor writes it in these runs (see the spool mode's replay).
@@ -206,7 +251,7 @@ async def influxdb_ceiling(server: InfluxDB1Server, events: int) -> dict[str, An
         ).encode()
         for start in range(0, events, 5000)
     ]
-    headers = Target(server).headers
+    headers = InfluxTarget(server).headers
     async with aiohttp.ClientSession() as session:
 
         async def post(body: bytes) -> None:
@@ -311,13 +356,15 @@ async def setup_integration(
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     config_dir = tempfile.mkdtemp(prefix="ha_ingestor_bench_")
     Path(config_dir, "configuration.yaml").write_text("")
-    server = InfluxDB1Server().start()
+    server = VictoriaMetricsServer() if args.mode == "v2" else InfluxDB1Server()
     try:
-        server.create_database(DATABASE)
+        server.start()
+        if isinstance(server, InfluxDB1Server):
+            server.create_database(DATABASE)
+            if args.mode == "ceiling":
+                return await influxdb_ceiling(server, args.events)
         # The harness has no network/zeroconf set up; HA's shared session then
         # needs a plain resolver (the server is 127.0.0.1 anyway).
-        if args.mode == "ceiling":
-            return await influxdb_ceiling(server, args.events)
         with patch(
             "homeassistant.helpers.aiohttp_client._async_make_resolver",
             return_value=_resolver(),
@@ -329,7 +376,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _measure_in_hass(
-    args: argparse.Namespace, server: InfluxDB1Server, config_dir: str
+    args: argparse.Namespace,
+    server: InfluxDB1Server | VictoriaMetricsServer,
+    config_dir: str,
 ) -> dict[str, Any]:
     async with async_test_home_assistant(config_dir=config_dir) as hass:
         hass.data.pop(loader.DATA_CUSTOM_COMPONENTS, None)
@@ -353,7 +402,7 @@ async def mode_throughput(
 ) -> dict[str, Any]:
     """Fire N events as fast as the loop allows; wait until all are stored."""
     await setup_integration(hass, args.kind, server, {"batch_size": 5000})
-    target = Target(server)
+    target = InfluxTarget(server)
     await settle(hass)
     cpu0, wall0 = time.process_time(), time.monotonic()
     for start in range(0, args.events, 1000):
@@ -419,7 +468,8 @@ async def mode_latency(
     server: InfluxDB1Server,
     ids: list[str],
 ) -> dict[str, Any]:
-    """Event time → write confirmed, at a steady ``rate`` per second.
+    """Event time → write confirmed, at a steady ``rate`` per second; and how
+    often each integration writes, how many points at a time.
 
     The writer of each integration is wrapped to note, when a write returns, how
     old each point in it is (its timestamp is the state's last_updated).
@@ -427,6 +477,8 @@ async def mode_latency(
     entry = await setup_integration(hass, args.kind, server, {})
     assert entry is not None
     latencies: list[float] = []
+    # (when the write returned, its points), for each write with points.
+    writes: list[tuple[float, int]] = []
     if args.kind == "ingestor":
         writer = entry.runtime_data.writer
         original = writer.async_write
@@ -434,13 +486,16 @@ async def mode_latency(
         async def timed(body: bytes) -> None:
             await original(body)
             now = time.time_ns()
-            latencies.extend(
+            ages = [
                 (now - int(line.rsplit(b" ", 1)[1])) / 1e9
                 for line in body.split(b"\n")
                 if line
-            )
+            ]
+            if ages:  # not the empty probe write at startup
+                writes.append((time.monotonic(), len(ages)))
+                latencies.extend(ages)
 
-        writer.async_write = timed  # type: ignore[method-assign]
+        writer.async_write = timed
     else:
         thread = entry.runtime_data
         original_write = thread.influx.write
@@ -448,6 +503,7 @@ async def mode_latency(
         def timed_write(json_points: list[dict[str, Any]]) -> None:
             original_write(json_points)
             now = time.time()
+            writes.append((time.monotonic(), len(json_points)))
             latencies.extend(now - point["time"].timestamp() for point in json_points)
 
         thread.influx = copy.replace(thread.influx, write=timed_write)
@@ -459,12 +515,17 @@ async def mode_latency(
         fire(hass, ids, fired, due - fired)
         fired = due
         await asyncio.sleep(0.005)
-    await Target(server).wait_for(fired, timeout=60)
+    stop = time.monotonic()
+    await InfluxTarget(server).wait_for(fired, timeout=60)
     quantiles = statistics.quantiles(latencies, n=100)
+    # Requests while events arrived; batch size over every write of the run.
+    while_firing = sum(1 for moment, _ in writes if start <= moment <= stop)
     return {
         "p50_ms": quantiles[49] * 1000,
         "p95_ms": quantiles[94] * 1000,
         "p99_ms": quantiles[98] * 1000,
+        "writes_per_s": while_firing / (stop - start),
+        "points_per_write": sum(points for _, points in writes) / len(writes),
         "measured": len(latencies),
         "fired": fired,
     }
@@ -476,7 +537,10 @@ async def mode_memory(
     server: InfluxDB1Server,
     ids: list[str],
 ) -> dict[str, Any]:
-    """Peak RSS with N points held in memory (HA Ingestor holds them unflushed)."""
+    """Peak RSS with N points held in memory: the server is paused (SIGSTOP)
+    while they arrive, so its first write hangs and both integrations queue the
+    rest (HA Ingestor writes a point at once when idle, so a live server would
+    take part of them)."""
     before = rss_mb()
     await setup_integration(
         hass,
@@ -488,12 +552,17 @@ async def mode_memory(
             "max_memory_points": 10_000_000,
         },
     )
-    for start in range(0, args.events, 1000):
-        await asyncio.sleep(0)
-        fire(hass, ids, start, 1000)
-    # Nothing awaited since the last event: every point is still in memory (a
-    # full batch is only taken once the consumer task runs).
-    held = rss_mb()
+    assert server.process is not None
+    os.kill(server.process.pid, signal.SIGSTOP)
+    try:
+        for start in range(0, args.events, 1000):
+            await asyncio.sleep(0)
+            fire(hass, ids, start, 1000)
+        # Nothing awaited since the last event: a full batch is only taken
+        # once the consumer task runs.
+        held = rss_mb()
+    finally:
+        os.kill(server.process.pid, signal.SIGCONT)
     await hass.async_block_till_done()
     return {"rss_mb": held, "rss_before_mb": before, "rss_after_write_mb": rss_mb()}
 
@@ -518,7 +587,7 @@ async def mode_outage(
     server.start()
     if args.kind == "ingestor":
         await hass.services.async_call("ha_ingestor", "flush", blocking=True)
-    stored, _ = await Target(server).wait_for(fired, timeout=120)
+    stored, _ = await InfluxTarget(server).wait_for(fired, timeout=120)
     return {"rss_mb": rss, "fired": fired, "stored": stored}
 
 
@@ -550,7 +619,7 @@ async def mode_spool(
     began = time.monotonic()
     assert await pipeline.async_flush(force=True)
     replay_s = time.monotonic() - began
-    stored, _ = await Target(server).wait_for(args.events, timeout=60)
+    stored, _ = await InfluxTarget(server).wait_for(args.events, timeout=60)
     return {
         "spool_points_per_s": moved / spool_s,
         "replay_points_per_s": args.events / replay_s,
@@ -558,13 +627,267 @@ async def mode_spool(
     }
 
 
-MODES = {
+class RegistryChurn:
+    """One registry change at a time, in turn: a device renamed, moved to another
+    area, relabelled; an area renamed; an entity renamed. Each clears HA
+    Ingestor's enrichment cache, so every entity's series key is built again."""
+
+    def __init__(self, hass: HomeAssistant, entity_ids: list[str]) -> None:
+        self.hass = hass
+        self.entity_ids = entity_ids
+        self.area_ids = [area.id for area in ar.async_get(hass).async_list_areas()]
+        self.label_ids = [
+            label.label_id for label in lr.async_get(hass).async_list_labels()
+        ]
+        self.changes = 0
+
+    def change(self) -> None:
+        number = self.changes
+        self.changes += 1
+        entities, devices = er.async_get(self.hass), dr.async_get(self.hass)
+        # A different entity each time, spread over the home.
+        entity_id = self.entity_ids[number * 37 % len(self.entity_ids)]
+        entity = entities.async_get(entity_id)
+        assert entity is not None
+        assert entity.device_id is not None
+        match number % 5:
+            case 0:
+                devices.async_update_device(
+                    entity.device_id, name_by_user=f"Meter renamed {number}"
+                )
+            case 1:
+                devices.async_update_device(
+                    entity.device_id,
+                    area_id=self.area_ids[number % len(self.area_ids)],
+                )
+            case 2:
+                devices.async_update_device(
+                    entity.device_id,
+                    labels={self.label_ids[number % len(self.label_ids)]},
+                )
+            case 3:
+                ar.async_get(self.hass).async_update(
+                    self.area_ids[number % len(self.area_ids)],
+                    name=f"Room renamed {number}",
+                )
+            case _:
+                entities.async_update_entity(entity_id, name=f"Power {number}")
+
+
+async def mode_soak(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """HA Ingestor with default options for ``minutes`` at ``rate`` events/s, a
+    registry change every 10 s and the server down for 2 of every 15 minutes in
+    the middle; the process's current RSS every 5 s."""
+    assert args.kind == "ingestor", "the soak measures HA Ingestor only"
+    entry = await setup_integration(hass, "ingestor", server, {})
+    assert entry is not None
+    pipeline = entry.runtime_data.pipeline
+    duration = args.minutes * 60
+    warm_up = min(60.0, duration / 15)
+    outage = duration / 7.5  # 2 minutes of 15
+    down_at = (duration - outage) / 2
+    churn = RegistryChurn(hass, ids)
+    moments: dict[str, float] = {}
+
+    async def take_server_down(start: float) -> None:
+        # In the executor: stopping and starting influxd blocks for a second or
+        # two, and events go on arriving meanwhile.
+        await asyncio.sleep(down_at)
+        moments["down"] = time.monotonic() - start
+        await hass.async_add_executor_job(server.stop)
+        await asyncio.sleep(max(0.0, start + down_at + outage - time.monotonic()))
+        await hass.async_add_executor_job(server.start)
+        moments["up"] = time.monotonic() - start
+
+    await settle(hass)
+    # (seconds since start, RSS MB, points held in memory, points spooled)
+    samples: list[tuple[float, float, int, int]] = []
+    fired = 0
+    next_sample = next_change = 0.0
+    start = time.monotonic()
+    outage_task = asyncio.create_task(take_server_down(start))
+    while (elapsed := time.monotonic() - start) < duration:
+        due = int(elapsed * args.rate)
+        fire(hass, ids, fired, due - fired)
+        fired = due
+        if elapsed >= next_sample:
+            samples.append(
+                (elapsed, current_rss_mb(), pipeline.held, pipeline.spool.points)
+            )
+            next_sample += 5
+        if elapsed >= next_change:
+            churn.change()
+            next_change += 10
+        await asyncio.sleep(0.01)
+    await outage_task
+    # Waits between retries double while the server is down: delivery may
+    # pause for about as long as the outage lasted before it resumes.
+    stored, waited = await InfluxTarget(server).wait_for(
+        fired, timeout=600, settle=max(20.0, outage)
+    )
+    return {
+        **soak_summary(samples, warm_up, moments["down"], moments["up"], duration),
+        "minutes": args.minutes,
+        "rate": args.rate,
+        "registry_changes": churn.changes,
+        "fired": fired,
+        "stored": stored,
+        "stored_s_after_last_event": waited,
+        "samples": [
+            [round(t, 1), round(rss, 2), held, spooled]
+            for t, rss, held, spooled in samples
+        ],
+    }
+
+
+def soak_summary(
+    samples: list[tuple[float, float, int, int]],
+    warm_up: float,
+    down_at: float,
+    up_at: float,
+    duration: float,
+) -> dict[str, Any]:
+    """RSS at the start (after warm-up), peak, end; its level in the minute
+    before the outage and in the last two minutes (of 15; medians); its slope
+    after warm-up without the outage and recovery (least squares), and the noise
+    about it.
+
+    Recovery ends at the first sample after the server is back with the spool
+    empty and no more points held than before the outage."""
+    steady = [s for s in samples if warm_up <= s[0] < down_at]
+    normal_held = max((s[2] for s in steady), default=0)
+    recovered_at = next(
+        (s[0] for s in samples if s[0] >= up_at and s[3] == 0 and s[2] <= normal_held),
+        None,
+    )
+    window = min(60.0, down_at - warm_up)
+    before = [s[1] for s in steady if s[0] >= down_at - window]
+    # After recovery: the last 2 minutes of 15, or in a short soak at least the
+    # last sample.
+    recovered = [
+        s for s in samples if recovered_at is not None and s[0] >= recovered_at
+    ]
+    after = [s[1] for s in recovered if s[0] >= duration * (1 - 2 / 15)] or [
+        s[1] for s in recovered[-1:]
+    ]
+    # One slope, an intercept either side of the outage: a step across it is
+    # the before/after figure above, not growth.
+    sides = [[(s[0] / 60, s[1]) for s in side] for side in (steady, recovered) if side]
+    means = [
+        (statistics.fmean(x for x, _ in side), statistics.fmean(y for _, y in side))
+        for side in sides
+    ]
+    pairs = [
+        (x - mean_x, y - mean_y)
+        for side, (mean_x, mean_y) in zip(sides, means, strict=True)
+        for x, y in side
+    ]
+    spread = sum(dx * dx for dx, _ in pairs)
+    slope = sum(dx * dy for dx, dy in pairs) / spread if spread else 0.0
+    residuals = [dy - slope * dx for dx, dy in pairs]
+    fitted = [x for side in sides for x, _ in side]
+    started = next(s for s in samples if s[0] >= warm_up)
+    # 15 stretches of the run (minutes, in the default 15-minute soak).
+    stretch = duration / 15
+    series = []
+    for index in range(15):
+        inside = [s for s in samples if index * stretch <= s[0] < (index + 1) * stretch]
+        if inside:
+            series.append(
+                [
+                    round(index * stretch / 60, 2),
+                    round(statistics.median(s[1] for s in inside), 1),
+                    max(s[2] for s in inside),
+                    max(s[3] for s in inside),
+                ]
+            )
+    return {
+        "warm_up_s": warm_up,
+        "down_at_s": down_at,
+        "up_at_s": up_at,
+        "recovered_at_s": recovered_at,
+        "rss_start_mb": started[1],
+        "rss_peak_mb": max(s[1] for s in samples),
+        "rss_end_mb": samples[-1][1],
+        "rss_before_outage_mb": statistics.median(before) if before else None,
+        "rss_after_recovery_mb": statistics.median(after) if after else None,
+        "slope_mb_per_min": slope,
+        "fitted_minutes": fitted[-1] - fitted[0],
+        # Twice the spread about the line, at least 1 MB: RSS moves by whole
+        # arenas and pages, and the collector runs when it likes.
+        "noise_mb": max(1.0, 2 * statistics.pstdev(residuals)),
+        "held_max": max(s[2] for s in samples),
+        "spooled_max": max(s[3] for s in samples),
+        # [from minute, median RSS MB, most points held, most points spooled]
+        "series": series,
+    }
+
+
+async def mode_v2(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: VictoriaMetricsServer,
+    ids: list[str],
+) -> dict[str, Any]:
+    """A 2.x entry's cost: N events as fast as the loop allows into
+    VictoriaMetrics' InfluxDB v2 write API; wait until all are stored."""
+    if args.kind == "ingestor":
+        entry = MockConfigEntry(
+            domain="ha_ingestor",
+            data={
+                "api_version": "2",
+                "url": server.url,
+                "token": "bench-token",
+                "organization": "bench",
+                "bucket": DATABASE,
+                "verify_ssl": True,
+            },
+            options={"batch_size": 5000},
+        )
+        entry.add_to_hass(hass)
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+    else:
+        assert args.kind == "baseline", "the v2 mode compares HA Ingestor with HA"
+    # Before any event: what loading the entry (and its libraries) costs.
+    rss_setup = current_rss_mb()
+    await settle(hass)
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    for start in range(0, args.events, 1000):
+        fire(hass, ids, start, 1000)
+        await asyncio.sleep(0)
+    await hass.async_block_till_done()
+    stored, wall = args.events, time.monotonic() - wall0
+    if args.kind == "ingestor":
+        stored, waited = await VictoriaTarget(server).wait_for(args.events, timeout=600)
+        wall += waited
+    return {
+        "cpu_s": time.process_time() - cpu0,
+        "rss_mb": rss_mb(),
+        "rss_setup_mb": rss_setup,
+        "wall_s": wall,
+        "stored": stored,
+        "events_per_s": stored / wall,
+    }
+
+
+type Mode = Callable[
+    [HomeAssistant, argparse.Namespace, Any, list[str]], Awaitable[dict[str, Any]]
+]
+MODES: dict[str, Mode] = {
     "throughput": mode_throughput,
     "lag": mode_lag,
     "latency": mode_latency,
     "memory": mode_memory,
     "outage": mode_outage,
     "spool": mode_spool,
+    "soak": mode_soak,
+    "v2": mode_v2,
 }
 
 
@@ -575,6 +898,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--minutes", type=float, default=15, help="the soak's length")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     result = asyncio.run(measure(args))

@@ -61,6 +61,10 @@ MAX_IN_FLIGHT: Final = 2
 # flight: short enough for a live dashboard, long enough that a steady stream
 # costs at most 20 requests per second (docs/benchmarks.md).
 LINGER: Final = 0.05
+# A partial batch this large is written at once when nothing is in flight: at high
+# rates points then wait less than LINGER, in batches no smaller than the
+# built-in integration's.
+WORTH_A_WRITE: Final = 100
 BACKOFF_START: Final = 1.0
 # Bounds on shutdown: the last write, and moving what is left to the spool.
 WRITE_DEADLINE: Final = 10.0
@@ -328,10 +332,11 @@ class Pipeline:
 
     def _rearm(self) -> None:
         """Set the queue length at which add_point next calls _on_backlog: the
-        first point, a full batch while a write slot is free, or memory's bound
-        — not every point of a backlog. Called whenever the queue or what is in
-        flight changed other than by add_point (points put back waited longer
-        than ``_head_since`` then says: a write may start early, never late)."""
+        first point, a batch that may start a write (see ``_start_due``), or
+        memory's bound — not every point of a backlog. Called whenever the
+        queue or what is in flight changed other than by add_point (points put
+        back waited longer than ``_head_since`` then says: a write may start
+        early, never late)."""
         queued = len(self._owns)
         if not queued:
             self._empty = True
@@ -341,8 +346,10 @@ class Pipeline:
             self._empty = False
             self._head_since = self._hass.loop.time()
         wake_at = self._max_memory + 1 - self.writing - self.moving
-        if queued < self._full and len(self._flights) < MAX_IN_FLIGHT:
-            wake_at = min(wake_at, self._full)
+        if (in_flight := len(self._flights)) < MAX_IN_FLIGHT:
+            worth = min(self._full, WORTH_A_WRITE) if not in_flight else self._full
+            if queued < worth:
+                wake_at = min(wake_at, worth)
         self._wake_at = wake_at
 
     async def _async_overflow(self) -> None:
@@ -374,10 +381,11 @@ class Pipeline:
         before a point arrives or a write ends.
 
         The batching rule: a write starts when fewer than ``MAX_IN_FLIGHT`` are
-        in flight and a full batch is queued, or nothing is in flight and the
-        last write started ``LINGER`` ago, or the oldest point has waited
-        ``flush_interval``. So a point at idle is written at once, and under load
-        batches grow while writes are in flight.
+        in flight and a full batch is queued, or nothing is in flight and either
+        ``WORTH_A_WRITE`` points are queued or the last write started ``LINGER``
+        ago, or the oldest point has waited ``flush_interval``. So a point at
+        idle is written at once, and under load batches grow while writes are in
+        flight.
         """
         queued, in_flight = len(self._owns), len(self._flights)
         if not queued or in_flight >= MAX_IN_FLIGHT:
@@ -387,6 +395,8 @@ class Pipeline:
         deadline = self._head_since + self._flush_interval
         if in_flight:
             return deadline
+        if queued >= WORTH_A_WRITE:
+            return 0.0
         return min(deadline, self._last_start + self._linger)
 
     def _flush_due(self) -> float:
