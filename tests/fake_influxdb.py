@@ -160,6 +160,7 @@ class FakeInfluxDB:
     gzipped: int = 0
     _failures: list[_Failure] = field(default_factory=list)
     _types: dict[tuple[str, str, str], type] = field(default_factory=dict)
+    _series_times: dict[tuple[Any, ...], int] = field(default_factory=dict)
     _runner: web.AppRunner | None = None
     _released: asyncio.Event = field(default_factory=asyncio.Event)
     _port: int = 0
@@ -278,11 +279,29 @@ class FakeInfluxDB:
     def _store(self, target: str, point: Point, precision: int) -> None:
         for key, value in point.fields.items():
             self._types[(target, point.measurement, key)] = type(value)
-        if point.time_ns is not None:
-            point = Point(
-                point.measurement, point.tags, point.fields, point.time_ns * precision
+        stored = self.points.setdefault(target, [])
+        if point.time_ns is None:
+            stored.append(point)
+            return
+        point = Point(
+            point.measurement, point.tags, point.fields, point.time_ns * precision
+        )
+        # As InfluxDB does, a point with the series and time of a stored one
+        # overwrites it (its fields merged over the stored ones).
+        key = (
+            target,
+            point.measurement,
+            tuple(sorted(point.tags.items())),
+            point.time_ns,
+        )
+        if (index := self._series_times.get(key)) is not None:
+            old = stored[index]
+            stored[index] = Point(
+                old.measurement, old.tags, old.fields | point.fields, old.time_ns
             )
-        self.points.setdefault(target, []).append(point)
+            return
+        self._series_times[key] = len(stored)
+        stored.append(point)
 
     async def _v2_write(self, request: web.Request) -> web.Response:
         if (failed := await self._common(request)) is not None:

@@ -139,6 +139,12 @@ class Enricher:
             return None
         return self._users.get(user_id, user_id)
 
+    @property
+    def contexts(self) -> Mapping[str, str]:
+        """Context id -> the automation or script whose run produced it (the
+        per-event path reads it directly; see ``caused_by``)."""
+        return self._contexts
+
     def caused_by(self, context: Context) -> str | None:
         """The automation or script whose run produced this context, when known."""
         return self._contexts.get(context.id) or (

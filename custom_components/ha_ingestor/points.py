@@ -103,6 +103,7 @@ class PointBuilder:
             SKIPPED_ATTRIBUTES - self._attributes_include
         )
         self._string = encoder.string
+        self._contexts = enricher.contexts
         self._time_bucket = -1
         self._time_text = ""
 
@@ -149,14 +150,29 @@ class PointBuilder:
         if own is None:
             own = f",state={state_text}"
         context = state.context
-        own += f",context_id={string(context.id)}"
-        if context.parent_id:
-            own += f",parent_context_id={string(context.parent_id)}"
+        context_id = context.id
+        # Home Assistant's context ids are ULIDs: nothing to escape or cut.
+        if len(context_id) <= 64 and context_id.isalnum():
+            own = f'{own},context_id="{context_id}"'
+        else:
+            own = f"{own},context_id={string(context_id)}"
+        if parent_id := context.parent_id:
+            own += f",parent_context_id={string(parent_id)}"
         if context.user_id:
             own += f",user={string(self._enricher.user_name(context.user_id) or '')}"
-        if (automation := self._enricher.caused_by(context)) is not None:
+        # The automation or script whose run produced this context, if any.
+        if (contexts := self._contexts) and (
+            automation := contexts.get(context_id)
+            or (contexts.get(parent_id) if parent_id else None)
+        ):
             own += f",automation={string(automation)}"
-        add(info.series_key, shared, f"{own} {timestamp_nanoseconds(timestamp)}")
+        # Nanoseconds exactly as timestamp_nanoseconds computes them, inlined.
+        whole = int(timestamp)
+        add(
+            info.series_key,
+            shared,
+            f"{own} {whole * 1_000_000_000 + round((timestamp - whole) * 1e6) * 1000}",
+        )
 
     def _shared_fields(
         self, info: EntityInfo, attributes: Mapping[str, Any], timestamp: float
