@@ -630,6 +630,18 @@ def _soak(results: dict[str, Any]) -> str:
         ),
         ("Events fired / stored", f"{soak['fired']:,} / {soak['stored']:,}"),
     ]
+    if heap := soak.get("heap"):
+        before, end = heap.get("before_outage", {}), heap["end"]
+        rows += [
+            (
+                "Python's live memory blocks, before the outage / at the end",
+                f"{before.get('python_blocks', 0):,} / {end['python_blocks']:,}",
+            ),
+            (
+                "SQLite's memory in use (the spool's page cache), before / end",
+                f"{before.get('sqlite_mb', 0):.1f} / {end['sqlite_mb']:.1f}",
+            ),
+        ]
     table = "\n".join(f"| {name} | {value} |" for name, value in rows)
     low = min(point[1] for point in soak["series"])
     high = max(point[1] for point in soak["series"])

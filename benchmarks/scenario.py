@@ -16,6 +16,8 @@ import asyncio
 import base64
 from collections.abc import Awaitable, Callable
 import copy
+import ctypes
+import ctypes.util
 import gc
 import json
 import logging
@@ -693,12 +695,14 @@ async def mode_soak(
     down_at = (duration - outage) / 2
     churn = RegistryChurn(hass, ids)
     moments: dict[str, float] = {}
+    heap: dict[str, dict[str, float]] = {}
 
     async def take_server_down(start: float) -> None:
         # In the executor: stopping and starting influxd blocks for a second or
         # two, and events go on arriving meanwhile.
         await asyncio.sleep(down_at)
         moments["down"] = time.monotonic() - start
+        heap["before_outage"] = heap_now()
         await hass.async_add_executor_job(server.stop)
         await asyncio.sleep(max(0.0, start + down_at + outage - time.monotonic()))
         await hass.async_add_executor_job(server.start)
@@ -730,8 +734,12 @@ async def mode_soak(
     stored, waited = await InfluxTarget(server).wait_for(
         fired, timeout=600, settle=max(20.0, outage)
     )
+    heap["end"] = heap_now()
     return {
         **soak_summary(samples, warm_up, moments["down"], moments["up"], duration),
+        # What RSS is made of, before the outage and at the end: Python's live
+        # objects, and SQLite's own allocations (the spool's page cache).
+        "heap": heap,
         "minutes": args.minutes,
         "rate": args.rate,
         "registry_changes": churn.changes,
@@ -743,6 +751,17 @@ async def mode_soak(
             for t, rss, held, spooled in samples
         ],
     }
+
+
+def heap_now() -> dict[str, float]:
+    """Python's allocated memory blocks and SQLite's memory in use (MB)."""
+    try:
+        library = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
+        library.sqlite3_memory_used.restype = ctypes.c_int64
+        sqlite_mb = library.sqlite3_memory_used() / 1_048_576
+    except (OSError, AttributeError):
+        sqlite_mb = math.nan
+    return {"python_blocks": sys.getallocatedblocks(), "sqlite_mb": sqlite_mb}
 
 
 def soak_summary(

@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 );
 """
 _AUTOCHECKPOINT = 1000  # SQLite's default, in pages
+_CACHE_KIB = 512
 # Errors after which the connection is dropped, so the next call opens the file
 # again (and heals it if it is damaged). A full disk keeps its connection.
 _LOST = frozenset(
@@ -253,6 +254,11 @@ class Spool:
             self.batches -= batches
             self.points -= points
             self.bytes -= size
+            if not self.batches and batches:
+                # An outage is over: hand the page cache back (it refills to
+                # its bound only while batches come and go).
+                with suppress(sqlite3.Error, SpoolError):
+                    self._connection().execute("PRAGMA shrink_memory")
 
     def add_dead_letters(self, lines: list[str], error: str) -> None:
         """Set aside lines the server refused."""
@@ -344,7 +350,7 @@ class Spool:
             if getattr(err, "sqlite_errorcode", 0) & 0xFF in _LOST:
                 db, self._db = self._db, None
                 if db is not None:
-                    with suppress(sqlite3.Error):
+                    with suppress(sqlite3.Error, SpoolError):
                         db.close()
             raise SpoolError(f"Cannot {action} ({self.path}): {err}") from err
 
@@ -359,7 +365,7 @@ class Spool:
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
-                    with suppress(sqlite3.Error):
+                    with suppress(sqlite3.Error, SpoolError):
                         db.execute("ROLLBACK")
                 raise
 
@@ -395,6 +401,9 @@ class Spool:
             if mode != "wal":
                 raise SpoolError(f"The spool {self.path} cannot use a write-ahead log")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Batches are appended and read back in order, each once: a small
+            # page cache does (SQLite's default is 2 MB per connection).
+            db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
             db.executescript(_SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
             if "lengths" not in columns:
