@@ -550,7 +550,20 @@ def _soak_misses(results: dict[str, Any]) -> list[str]:
             f"({soak['fired'] - soak['stored']:,} lost), target all."
         )
     if not back:
-        lines.append(f"Soak: {_soak_back_text(soak)}.")
+        why = ""
+        if (heap := soak.get("heap")) and "before_outage" in heap:
+            before, end = heap["before_outage"], heap["end"]
+            why = (
+                " The step is one, at the outage, and flat after it. Across it, "
+                "Python's live memory blocks went from "
+                f"{before['python_blocks']:,} to {end['python_blocks']:,}, "
+                "and "
+                f"SQLite's memory from {before['sqlite_mb']:.1f} to "
+                f"{end['sqlite_mb']:.1f} MB; the rest is memory the allocators "
+                "keep once the outage's spooling and replay peaked (freed, not "
+                "returned to the system)."
+            )
+        lines.append(f"Soak: {_soak_back_text(soak)}.{why}")
     if not flat:
         lines.append(f"Soak: {_soak_flat_text(soak)}.")
     return lines
@@ -655,7 +668,8 @@ def _soak(results: dict[str, Any]) -> str:
 all: a device renamed, moved to another area or relabelled, an area renamed, an \
 entity renamed, in turn; each clears the enrichment cache). InfluxDB was down \
 from minute {soak["down_at_s"] / 60:.1f} to {soak["up_at_s"] / 60:.1f}; {recovered}. \
-RSS is the process's current resident set (`VmRSS`), sampled every 5 s.
+RSS is the process's current resident set (`VmRSS`), sampled every 5 s.\
+{(" " + soak["separately"]) if soak.get("separately") else ""}
 
 | soak | MB |
 |---|---|
