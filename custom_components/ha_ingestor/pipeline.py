@@ -297,13 +297,10 @@ class Pipeline:
     def _on_backlog(self) -> None:
         """A first point, a full batch, or memory is full: wake the consumer,
         move the oldest points to the spool, and drop beyond the hard bound."""
-        if self._empty:
-            self._empty = False
-            self._head_since = self._hass.loop.time()
+        self._rearm()
         self._wakeup.set()
         held = self.held
         if held <= self._max_memory or self._closed:
-            self._rearm()
             return
         if (
             (self._overflow is None or self._overflow.done())
@@ -321,11 +318,6 @@ class Pipeline:
             self._rearm()
             self.health.dropped(count, DROP_MEMORY_FULL)
 
-    def _take(self, count: int) -> QueuedBatch:
-        batch = self._queue.take(count)
-        self._rearm()
-        return batch
-
     def _put_back(self, batch: QueuedBatch) -> None:
         self._queue.put_back(batch)
         self._rearm()
@@ -333,10 +325,10 @@ class Pipeline:
     def _rearm(self) -> None:
         """Set the queue length at which add_point next calls _on_backlog: the
         first point, a batch that may start a write (see ``_start_due``), or
-        memory's bound — not every point of a backlog. Called whenever the
-        queue or what is in flight changed other than by add_point (points put
-        back waited longer than ``_head_since`` then says: a write may start
-        early, never late)."""
+        memory's bound — not every point of a backlog. Called by _on_backlog and
+        whenever the queue or what is in flight changed other than by
+        add_point (points put back waited longer than ``_head_since`` then
+        says: a write may start early, never late)."""
         queued = len(self._owns)
         if not queued:
             self._empty = True
@@ -355,7 +347,7 @@ class Pipeline:
     async def _async_overflow(self) -> None:
         """Move the oldest points beyond the memory bound to the spool."""
         while self.held > self._max_memory and self._queue:
-            batch = self._take(min(self._batch_size, len(self._queue)))
+            batch = self._queue.take(min(self._batch_size, len(self._queue)))
             if not await self._async_move(batch):
                 return
 
@@ -615,7 +607,7 @@ class Pipeline:
         return at is not None and at <= self._hass.loop.time()
 
     def _start_write(self) -> None:
-        batch = self._take(min(self._batch_size, len(self._owns)))
+        batch = self._queue.take(min(self._batch_size, len(self._owns)))
         self.writing += len(batch)
         self._last_start = self._hass.loop.time()
         self._taken += 1
@@ -651,7 +643,7 @@ class Pipeline:
         queue = self._queue
         while queue:
             if not await self._async_move(
-                self._take(min(self._batch_size, len(queue)))
+                self._queue.take(min(self._batch_size, len(queue)))
             ):
                 return
 
