@@ -594,7 +594,7 @@ async def test_reconfigure_onto_an_existing_entry_is_aborted(
 
 
 async def test_options_form_groups_the_fields_in_sections(hass: HomeAssistant) -> None:
-    """The options form shows five sections, the first one open; inside them the
+    """The options form shows nine sections, the first one open; inside them the
     fields hold the current values, and number fields carry their unit."""
     entry = MockConfigEntry(
         domain=DOMAIN, unique_id="x", data={}, options={"batch_size": 250}
@@ -603,14 +603,21 @@ async def test_options_form_groups_the_fields_in_sections(hass: HomeAssistant) -
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["step_id"] == "init"
     sections = {str(key): value for key, value in result["data_schema"].schema.items()}
-    assert list(sections) == ["capture", "schema", "filters", "delivery", "durability"]
+    assert list(sections) == [
+        "capture",
+        "schema",
+        "filters",
+        "delivery",
+        "durability",
+        "context",
+        "republish",
+        "webhook",
+        "privacy",
+    ]
     assert all(isinstance(value, section) for value in sections.values())
     assert [value.options["collapsed"] for value in sections.values()] == [
         False,
-        True,
-        True,
-        True,
-        True,
+        *[True] * 8,
     ]
     fields = {
         str(key): (key, selector)

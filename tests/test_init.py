@@ -103,6 +103,10 @@ async def test_options_change_reloads_the_entry(
             "filters": {},
             "delivery": {"batch_size": 10, "flush_interval": 1.0},
             "durability": {},
+            "context": {},
+            "republish": {},
+            "webhook": {},
+            "privacy": {},
         },
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,7 +25,9 @@ from . import issues
 from .capture import Capture
 from .config_flow import OPTIONS_FLOW_RELOADS
 from .const import CONF_API_VERSION, DOMAIN
+from .context import ContextEntities
 from .coordinator import IngestorCoordinator
+from .enriched import EnrichedEvents
 from .enrichment import Enricher
 from .filters import EntityFilter
 from .health import PipelineHooks
@@ -32,9 +35,13 @@ from .line_protocol import LineEncoder
 from .models import IngestorOptions, MeasurementStrategy
 from .pipeline import Pipeline
 from .points import PointBuilder
+from .privacy import CONF_PSEUDONYM_KEY, Privacy, new_pseudonym_key
+from .republish import Republisher
 from .services import async_setup_services
+from .sinks import JsonSinks
 from .spool import Spool
 from .stats import IngestorStats
+from .webhook import create_webhook_writer
 from .writer import InfluxWriter, WriteError, async_create_writer
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -52,6 +59,10 @@ class IngestorData:
     enricher: Enricher
     capture: Capture
     coordinator: IngestorCoordinator
+    # The webhook sink: its own pipeline (and spool) with the same mechanism.
+    webhook: Pipeline | None = None
+    webhook_stats: IngestorStats | None = None
+    republisher: Republisher | None = None
 
 
 type HaIngestorConfigEntry = ConfigEntry[IngestorData]
@@ -79,38 +90,52 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
             translation_key="cannot_connect",
             translation_placeholders={"error": str(err)},
         ) from err
+    if CONF_PSEUDONYM_KEY not in entry.data:
+        hass.config_entries.async_update_entry(
+            entry, data={**entry.data, CONF_PSEUDONYM_KEY: new_pseudonym_key()}
+        )
     options = IngestorOptions.from_entry_options(entry.options)
+    privacy = Privacy(options, entry.data[CONF_PSEUDONYM_KEY])
     writer.compress = options.compress
     stats = IngestorStats()
-    pipeline = Pipeline(
-        hass,
-        writer,
-        Spool(spool_path(hass, entry), int(options.max_spool_mb * 1024 * 1024)),
-        stats,
-        batch_size=options.batch_size,
-        flush_interval=options.flush_interval,
-        max_memory_points=options.max_memory_points,
-        outage_alert=timedelta(minutes=options.outage_alert_minutes),
-        hooks=PipelineHooks(
-            raise_issue=partial(_async_raise_issue, hass, entry),
-            clear_issue=partial(issues.async_clear, hass, entry),
-            reauth=partial(entry.async_start_reauth, hass),
-        ),
-    )
+    pipeline = _pipeline(hass, entry, options, writer, spool_path(hass, entry), stats)
     await issues.async_clear_resolved_corrupt_spool(hass, entry)
     await pipeline.async_open_spool()
     encoder = LineEncoder(entry.data[CONF_API_VERSION])
-    enricher = Enricher(hass, options, encoder, EntityFilter(options))
+    enricher = Enricher(hass, options, encoder, EntityFilter(options), privacy)
+    context = (
+        ContextEntities(hass, options, encoder, privacy, enricher.async_context_changed)
+        if options.context_entities
+        else None
+    )
+    webhook, webhook_stats, republisher = await _async_json_sinks(hass, entry, options)
+    sinks = (
+        JsonSinks(
+            EnrichedEvents(options, enricher, privacy, context), webhook, republisher
+        )
+        if options.json_sinks
+        else None
+    )
     capture = Capture(
         hass,
         entry,
         options,
-        PointBuilder(options, enricher, encoder, stats),
+        PointBuilder(options, enricher, encoder, stats, privacy, context),
         pipeline,
         stats,
+        sinks,
     )
-    coordinator = IngestorCoordinator(hass, entry, pipeline, stats)
+    coordinator = IngestorCoordinator(
+        hass,
+        entry,
+        pipeline,
+        stats,
+        webhook=(webhook, webhook_stats) if webhook and webhook_stats else None,
+        republisher=republisher,
+    )
     pipeline.health.hooks.changed = coordinator.async_pipeline_changed
+    if webhook is not None:
+        webhook.health.hooks.changed = coordinator.async_pipeline_changed
     entry.runtime_data = IngestorData(
         writer=writer,
         options=options,
@@ -119,18 +144,33 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         enricher=enricher,
         capture=capture,
         coordinator=coordinator,
+        webhook=webhook,
+        webhook_stats=webhook_stats,
+        republisher=republisher,
     )
     for unsub in await enricher.async_start():
         entry.async_on_unload(unsub)
+    if context is not None:
+        # Before capture's listener: a context entity's change is seen first.
+        entry.async_on_unload(context.async_start())
     capture.async_start()
     entry.async_on_unload(capture.async_stop)
     pipeline.async_start(entry)
+    if webhook is not None:
+        webhook.async_start(entry)
+    if republisher is not None:
+        republisher.async_start()
+    delivering = [p for p in (pipeline, webhook) if p is not None]
 
     async def _async_on_stop(event: Event) -> None:
-        await pipeline.async_last_write()
+        await asyncio.gather(*(p.async_last_write() for p in delivering))
 
     async def _async_on_final_write(event: Event) -> None:
-        await pipeline.async_final_write(capture.async_stop)
+        # Each stops capture once it spooled what it held, and then spools
+        # what came meanwhile: nothing captured is left out of either.
+        await asyncio.gather(
+            *(p.async_final_write(capture.async_stop) for p in delivering)
+        )
 
     # Not listen_once: these are removed on unload, also after they fired.
     entry.async_on_unload(
@@ -146,20 +186,88 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
     return True
 
 
+def _pipeline(
+    hass: HomeAssistant,
+    entry: HaIngestorConfigEntry,
+    options: IngestorOptions,
+    writer: InfluxWriter,
+    path: Path,
+    stats: IngestorStats,
+    prefix: str = "",
+    sink: str = "InfluxDB",
+) -> Pipeline:
+    """A delivery pipeline for one sink; its repairs carry the sink's prefix."""
+    return Pipeline(
+        hass,
+        writer,
+        Spool(path, int(options.max_spool_mb * 1024 * 1024)),
+        stats,
+        batch_size=options.batch_size,
+        flush_interval=options.flush_interval,
+        max_memory_points=options.max_memory_points,
+        outage_alert=timedelta(minutes=options.outage_alert_minutes),
+        hooks=PipelineHooks(
+            raise_issue=partial(_async_raise_issue, hass, entry, prefix),
+            clear_issue=partial(_async_clear_issue, hass, entry, prefix),
+            # A refused webhook signature is fixed in the options, not by reauth.
+            reauth=partial(entry.async_start_reauth, hass) if not prefix else _noop,
+        ),
+        sink=sink,
+    )
+
+
+async def _async_json_sinks(
+    hass: HomeAssistant, entry: HaIngestorConfigEntry, options: IngestorOptions
+) -> tuple[Pipeline | None, IngestorStats | None, Republisher | None]:
+    """The webhook's pipeline (spool opened) and the MQTT republisher, if on."""
+    webhook = webhook_stats = None
+    if options.webhook_url and options.webhook_secret:
+        webhook_stats = IngestorStats()
+        webhook = _pipeline(
+            hass,
+            entry,
+            options,
+            create_webhook_writer(hass, options.webhook_url, options.webhook_secret),
+            spool_path(hass, entry).with_name("webhook_spool.db"),
+            webhook_stats,
+            issues.WEBHOOK,
+            "the webhook",
+        )
+        await issues.async_clear_resolved_corrupt_spool(hass, entry, issues.WEBHOOK)
+        await webhook.async_open_spool()
+    republisher = Republisher(hass, entry, options) if options.republish else None
+    return webhook, webhook_stats, republisher
+
+
+def _noop() -> None:
+    """Nothing to do."""
+
+
 def _async_raise_issue(
     hass: HomeAssistant,
     entry: HaIngestorConfigEntry,
+    prefix: str,
     kind: str,
     placeholders: Mapping[str, str],
 ) -> None:
-    issues.async_raise(hass, entry, kind, **placeholders)
+    issues.async_raise(hass, entry, prefix + kind, **placeholders)
+
+
+def _async_clear_issue(
+    hass: HomeAssistant, entry: HaIngestorConfigEntry, prefix: str, kind: str
+) -> None:
+    issues.async_clear(hass, entry, prefix + kind)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -> bool:
     """Stop capturing, write what is queued in time, spool the rest, close."""
     data = entry.runtime_data
     data.capture.async_stop()
-    await data.pipeline.async_shutdown()
+    if data.republisher is not None:
+        await data.republisher.async_stop()
+    await asyncio.gather(
+        *(p.async_shutdown() for p in (data.pipeline, data.webhook) if p is not None)
+    )
     # After the last write: the counters the entities keep include it.
     unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
     await data.writer.async_close()

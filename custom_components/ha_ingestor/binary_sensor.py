@@ -16,7 +16,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from .coordinator import IngestorHealth
-from .entity import IngestorEntity
+from .entity import IngestorEntity, active_sinks
 
 if TYPE_CHECKING:
     from . import HaIngestorConfigEntry
@@ -29,6 +29,8 @@ class IngestorBinarySensorDescription(BinarySensorEntityDescription):
     """A yes/no of the latest snapshot (None: not known yet)."""
 
     is_on_fn: Callable[[IngestorHealth], bool | None]
+    # The sink whose connection this is: added only when it is on.
+    sink: str | None = None
 
 
 BINARY_SENSORS: tuple[IngestorBinarySensorDescription, ...] = (
@@ -38,6 +40,20 @@ BINARY_SENSORS: tuple[IngestorBinarySensorDescription, ...] = (
         device_class=BinarySensorDeviceClass.CONNECTIVITY,
         is_on_fn=lambda health: health.connected,
     ),
+    IngestorBinarySensorDescription(
+        key="webhook_connected",
+        translation_key="webhook_connected",
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        is_on_fn=lambda health: health.webhook_connected,
+        sink="webhook",
+    ),
+    IngestorBinarySensorDescription(
+        key="republish_connected",
+        translation_key="republish_connected",
+        device_class=BinarySensorDeviceClass.CONNECTIVITY,
+        is_on_fn=lambda health: health.republish_connected,
+        sink="republish",
+    ),
 )
 
 
@@ -46,9 +62,12 @@ async def async_setup_entry(
     entry: HaIngestorConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the entry's health binary sensors."""
+    """Add the entry's health binary sensors (a sink's only while it is on)."""
+    sinks = active_sinks(entry)
     async_add_entities(
-        IngestorBinarySensor(entry, description) for description in BINARY_SENSORS
+        IngestorBinarySensor(entry, description)
+        for description in BINARY_SENSORS
+        if description.sink is None or description.sink in sinks
     )
 
 

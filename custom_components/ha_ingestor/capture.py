@@ -35,6 +35,9 @@ from .points import PointBuilder
 from .stats import IngestorStats
 
 if TYPE_CHECKING:
+    from .sinks import JsonSinks
+
+if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
 
 MQTT_DOMAIN: Final = "mqtt"
@@ -90,14 +93,20 @@ class Capture:
         builder: PointBuilder,
         pipeline: Pipeline,
         stats: IngestorStats,
+        sinks: JsonSinks | None = None,
     ) -> None:
         self._hass = hass
         self._entry = entry
         self._options = options
         self._builder = builder
         self._pipeline = pipeline
-        self._add_point = pipeline.add_point
         self._stats = stats
+        self._sinks = sinks
+        # With JSON sinks, points go through _add_and_mark, which tells the
+        # state callback that the state was recorded (not filtered or a repeat);
+        # without them the per-event path is exactly as it is without sinks.
+        self._add_point = pipeline.add_point if sinks is None else self._add_and_mark
+        self._marked = False
         self._dedup = (
             Deduplicator(options.dedup_window) if options.dedup_window else None
         )
@@ -112,7 +121,11 @@ class Capture:
         self._unsubs = unsubs = [
             self._hass.bus.async_listen(
                 event_type,
-                self._on_state_changed
+                (
+                    self._on_state_changed
+                    if self._sinks is None
+                    else self._on_state_changed_to_sinks
+                )
                 if event_type == EVENT_STATE_CHANGED
                 else self._on_event,
             )
@@ -164,6 +177,22 @@ class Capture:
             self._invalid("state change", err)
 
     @callback
+    def _add_and_mark(self, series_key: str, shared: str, own: str) -> None:
+        self._pipeline.add_point(series_key, shared, own)
+        self._marked = True
+
+    @callback
+    def _on_state_changed_to_sinks(self, event: Event[Any]) -> None:
+        """The state callback, then the JSON sinks for a recorded state."""
+        self._marked = False
+        self._on_state_changed(event)
+        if self._marked and self._sinks is not None:
+            try:
+                self._sinks.state(event.data["new_state"])
+            except Exception as err:
+                self._invalid("state change", err)
+
+    @callback
     def _on_event(self, event: Event[Any]) -> None:
         self._stats.events_received += 1
         try:
@@ -171,8 +200,14 @@ class Capture:
         except Exception as err:
             self._invalid(f"{event.event_type} event", err)
             return
-        if line is not None:
-            self._pipeline.add(line)
+        if line is None:
+            return
+        self._pipeline.add(line)
+        if self._sinks is not None:
+            try:
+                self._sinks.bus_event(event)
+            except Exception as err:
+                self._invalid(f"{event.event_type} event", err)
 
     @callback
     def _on_mqtt_message(self, message: ReceiveMessage) -> None:
@@ -196,8 +231,19 @@ class Capture:
         except Exception as err:
             self._invalid("MQTT message", err)
             return
-        if line is not None:
-            self._pipeline.add(line)
+        if line is None:
+            return
+        self._pipeline.add(line)
+        if self._sinks is not None:
+            try:
+                self._sinks.mqtt(
+                    message.topic,
+                    self._builder.payload_text(message.payload),
+                    now,
+                    retained,
+                )
+            except Exception as err:
+                self._invalid("MQTT message", err)
 
     @callback
     def _on_entry_changed(self, change: ConfigEntryChange, entry: ConfigEntry) -> None:

@@ -488,6 +488,39 @@ OPTION_SECTIONS: Final[dict[str, vol.Schema]] = {
             vol.Optional("outage_alert_minutes"): _number(1, 10_080, "minutes"),
         }
     ),
+    "context": vol.Schema(
+        {
+            vol.Optional("context_entities"): _entities(),
+            vol.Optional("context_attributes"): _list(
+                ["temperature", "humidity", "pressure", "wind_speed", "elevation"]
+            ),
+        }
+    ),
+    "republish": vol.Schema(
+        {
+            vol.Optional("republish"): BooleanSelector(),
+            vol.Optional("republish_prefix"): _TEXT,
+            vol.Optional("republish_qos"): NumberSelector(
+                NumberSelectorConfig(min=0, max=1, step=1, mode=NumberSelectorMode.BOX)
+            ),
+            vol.Optional("republish_retain"): BooleanSelector(),
+        }
+    ),
+    "webhook": vol.Schema(
+        {
+            vol.Optional("webhook_url"): _URL,
+            vol.Optional("webhook_secret"): _SECRET,
+        }
+    ),
+    "privacy": vol.Schema(
+        {
+            vol.Optional("drop_location"): BooleanSelector(),
+            vol.Optional("pseudonymize_users"): BooleanSelector(),
+            vol.Optional("attributes_never_export"): _list(
+                ["latitude", "longitude", "gps_accuracy", "altitude"]
+            ),
+        }
+    ),
 }
 # HA's forms cannot show an error on a field inside a section: it goes on the section.
 _SECTION_OF: Final = {
@@ -497,6 +530,9 @@ _SECTION_OF: Final = {
 _FIELD_ERRORS: Final = {
     "measurement_overrides": "invalid_overrides",
     "measurement_name": "measurement_name_required",
+    "webhook_url": "invalid_webhook_url",
+    "republish_prefix": "invalid_republish_prefix",
+    "context_entities": "too_many_context_entities",
 }
 MEASUREMENT_NAME_SCHEMA = vol.Schema({vol.Required("measurement_name"): _TEXT})
 
@@ -513,6 +549,15 @@ async def _async_validate_options(
                 util.valid_subscribe_topic(topic)
             except vol.Invalid:
                 return None, {_SECTION_OF[CONF_MQTT_TOPICS]: "invalid_topic"}
+    if values.get("webhook_url") and not values.get("webhook_secret"):
+        return None, {_SECTION_OF["webhook_secret"]: "webhook_secret_required"}
+    if values.get("webhook_url"):
+        try:
+            parse_url(values["webhook_url"])
+        except InvalidUrl:
+            return None, {_SECTION_OF["webhook_url"]: "invalid_webhook_url"}
+        if "@" in values["webhook_url"].partition("://")[2].partition("/")[0]:
+            return None, {_SECTION_OF["webhook_url"]: "invalid_webhook_url"}
     try:
         return IngestorOptions.model_validate(values), {}
     except ValidationError as err:

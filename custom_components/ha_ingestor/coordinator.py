@@ -21,6 +21,7 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from .const import DOMAIN, LOGGER
 from .metrics import RateWindow
 from .pipeline import Pipeline
+from .republish import Republisher
 from .stats import IngestorStats
 
 if TYPE_CHECKING:
@@ -51,6 +52,13 @@ class IngestorHealth:
     write_latency_ms: float | None
     oldest_unsent_s: float
     connected: bool | None
+    # The JSON sinks, where they are on (zero / None where they are off).
+    webhook_sent: int = 0
+    webhook_dropped: int = 0
+    webhook_connected: bool | None = None
+    republish_sent: int = 0
+    republish_dropped: int = 0
+    republish_connected: bool | None = None
 
 
 class IngestorCoordinator(DataUpdateCoordinator[IngestorHealth]):
@@ -64,7 +72,12 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorHealth]):
         entry: HaIngestorConfigEntry,
         pipeline: Pipeline,
         stats: IngestorStats,
+        *,
+        webhook: tuple[Pipeline, IngestorStats] | None = None,
+        republisher: Republisher | None = None,
     ) -> None:
+        self._webhook = webhook
+        self._republisher = republisher
         self._soon: Debouncer[Coroutine[Any, Any, None]] = Debouncer(
             hass, LOGGER, cooldown=REFRESH_COOLDOWN, immediate=True
         )
@@ -127,7 +140,21 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorHealth]):
             if times
             else 0.0,
             connected=pipeline.connected,
+            **self._sinks(),
         )
+
+    def _sinks(self) -> dict[str, Any]:
+        sinks: dict[str, Any] = {}
+        if self._webhook is not None:
+            webhook, stats = self._webhook
+            sinks["webhook_sent"] = stats.points_written
+            sinks["webhook_dropped"] = stats.dropped_points
+            sinks["webhook_connected"] = webhook.connected
+        if (republisher := self._republisher) is not None:
+            sinks["republish_sent"] = republisher.stats.sent
+            sinks["republish_dropped"] = republisher.stats.dropped
+            sinks["republish_connected"] = republisher.connected()
+        return sinks
 
     @callback
     def _async_update_device(self) -> None:

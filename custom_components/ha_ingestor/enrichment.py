@@ -32,6 +32,7 @@ from homeassistant.util import dt as dt_util
 from .filters import EntityFilter
 from .line_protocol import LineEncoder
 from .models import IngestorOptions, MeasurementStrategy
+from .privacy import Privacy
 
 REGISTRY_EVENTS: Final = (
     er.EVENT_ENTITY_REGISTRY_UPDATED,
@@ -63,6 +64,8 @@ class EntityInfo:
     shared_fields: str = ""
     shared_attributes: Mapping[str, Any] | None = None
     shared_bucket: int = -1
+    # The registry context as the JSON form of an event names it.
+    tags: Mapping[str, str | None] | None = None
 
 
 def _attribute_key(attributes: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -82,8 +85,10 @@ class Enricher:
         options: IngestorOptions,
         encoder: LineEncoder,
         entity_filter: EntityFilter,
+        privacy: Privacy,
     ) -> None:
         self._hass = hass
+        self._privacy = privacy
         self._options = options
         self._overrides = options.overrides
         self._encoder = encoder
@@ -113,13 +118,20 @@ class Enricher:
 
     async def _async_load_users(self) -> None:
         self._users = {
-            user.id: user.name or user.id
+            user.id: self._privacy.user(user.id, user.name or user.id)
             for user in await self._hass.auth.async_get_users()
         }
 
     @callback
     def _on_registry_updated(self, event: Event[Any]) -> None:
         self._entities.clear()
+
+    @callback
+    def async_context_changed(self) -> None:
+        """A context entity changed: every entity's shared fields, which carry
+        it, are built afresh at its next point."""
+        for info in self._entities.values():
+            info.shared_bucket = -1
 
     async def _on_user_changed(self, event: Event[Any]) -> None:
         await self._async_load_users()
@@ -134,10 +146,12 @@ class Enricher:
                 self._contexts.popitem(last=False)
 
     def user_name(self, user_id: str | None) -> str | None:
-        """The name of the user who caused something, else their id."""
+        """The name (or pseudonym) of the user who caused something; an unknown
+        user's id."""
         if user_id is None:
             return None
-        return self._users.get(user_id, user_id)
+        name = self._users.get(user_id)
+        return self._privacy.user(user_id, user_id) if name is None else name
 
     @property
     def contexts(self) -> Mapping[str, str]:
@@ -243,6 +257,7 @@ class Enricher:
             if name
             else "",
             built_from=_attribute_key(attributes),
+            tags=tags,
         )
 
     def _measurement(

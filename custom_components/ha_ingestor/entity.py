@@ -35,3 +35,14 @@ class IngestorEntity(CoordinatorEntity[IngestorCoordinator]):
             # A loaded entry's URL parses; credentials in it are never shown.
             configuration_url=str(parse_url(entry.data[CONF_URL]).with_user(None)),
         )
+
+
+def active_sinks(entry: HaIngestorConfigEntry) -> set[str]:
+    """The JSON sinks that are on, by the name entity descriptions use."""
+    data = entry.runtime_data
+    sinks = set()
+    if data.webhook is not None:
+        sinks.add("webhook")
+    if data.republisher is not None:
+        sinks.add("republish")
+    return sinks

@@ -51,8 +51,10 @@ class DeliveryHealth:
         stats: IngestorStats,
         hooks: PipelineHooks,
         spool_path: Path,
+        sink: str = "InfluxDB",
     ) -> None:
         self._hass = hass
+        self._sink = sink
         self._stats = stats
         self.hooks = hooks
         self._spool_path = spool_path
@@ -76,8 +78,9 @@ class DeliveryHealth:
         if self.spool_error is None:
             LOGGER.warning(
                 "Cannot write the spool (%s); points stay in memory and still go "
-                "to InfluxDB when it answers",
+                "to %s when it answers",
                 err,
+                self._sink,
             )
         self.spool_error = str(err)
         self._spool_retry_at = self._hass.loop.time() + SPOOL_RETRY

@@ -17,7 +17,7 @@ SPOOL_UNAVAILABLE = "spool_unavailable"
 SPOOL_CORRUPT = "spool_corrupt"
 POINTS_DROPPED = "points_dropped"
 INFLUXDB_UNREACHABLE = "influxdb_unreachable"
-ALL = (
+PIPELINE_KINDS = (
     INFLUXDB_UNREACHABLE,
     SPOOL_FULL,
     AUTH_FAILED,
@@ -26,6 +26,9 @@ ALL = (
     SPOOL_CORRUPT,
     POINTS_DROPPED,
 )
+# The webhook's pipeline raises the same kinds, under this prefix.
+WEBHOOK = "webhook_"
+ALL = PIPELINE_KINDS + tuple(WEBHOOK + kind for kind in PIPELINE_KINDS)
 
 
 @callback
@@ -52,14 +55,13 @@ def async_clear(hass: HomeAssistant, entry: ConfigEntry, *kinds: str) -> None:
 
 
 async def async_clear_resolved_corrupt_spool(
-    hass: HomeAssistant, entry: ConfigEntry
+    hass: HomeAssistant, entry: ConfigEntry, prefix: str = ""
 ) -> None:
     """The damaged-spool repair clears once the user deleted the moved-aside file."""
-    issue = ir.async_get(hass).async_get_issue(
-        DOMAIN, f"{SPOOL_CORRUPT}_{entry.entry_id}"
-    )
+    kind = prefix + SPOOL_CORRUPT
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, f"{kind}_{entry.entry_id}")
     if issue is None:
         return
     path = Path((issue.translation_placeholders or {}).get("path", ""))
     if not await hass.async_add_executor_job(path.is_file):
-        async_clear(hass, entry, SPOOL_CORRUPT)
+        async_clear(hass, entry, kind)

@@ -93,6 +93,24 @@ class IngestorOptions(BaseModel):
     # gzip large write bodies: saves bandwidth to a remote server, costs CPU.
     compress: bool = False
 
+    # Context attached to every state-change point (``ctx_*`` fields): these
+    # entities' states, and these of their numeric attributes where they have them.
+    context_entities: tuple[str, ...] = Field(default=(), max_length=10)
+    context_attributes: tuple[str, ...] = ()
+
+    # Sinks beside InfluxDB, fed the enriched event as JSON.
+    republish: bool = False
+    republish_prefix: str = Field(default="ha_ingestor", min_length=1)
+    republish_qos: int = Field(default=0, ge=0, le=1)
+    republish_retain: bool = False
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+
+    # Privacy, applied before every sink (README: "What leaves Home Assistant").
+    drop_location: bool = True
+    pseudonymize_users: bool = False
+    attributes_never_export: tuple[str, ...] = ()
+
     @field_validator(
         "event_types",
         "mqtt_topics",
@@ -111,6 +129,9 @@ class IngestorOptions(BaseModel):
         "exclude_devices",
         "attributes_include",
         "attributes_exclude",
+        "context_entities",
+        "context_attributes",
+        "attributes_never_export",
         mode="after",
     )
     @classmethod
@@ -121,6 +142,38 @@ class IngestorOptions(BaseModel):
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
+
+    @field_validator("republish_prefix", mode="after")
+    @classmethod
+    def _topic_prefix(cls, value: str) -> str:
+        value = value.strip().strip("/")
+        if not value or any(char in value for char in "+#\0"):
+            raise ValueError("an MQTT topic prefix without wildcards")
+        return value
+
+    @field_validator("webhook_url", "webhook_secret", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip()
+        return value or None
+
+    @field_validator("webhook_url", mode="after")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("the webhook URL must start with http:// or https://")
+        return value
+
+    @property
+    def webhook(self) -> bool:
+        """Whether the webhook sink is on: it needs a URL and a secret to sign."""
+        return bool(self.webhook_url and self.webhook_secret)
+
+    @property
+    def json_sinks(self) -> bool:
+        """Whether any sink needs the enriched event as JSON."""
+        return self.republish or self.webhook
 
     @field_validator("measurement_overrides", mode="after")
     @classmethod

@@ -88,8 +88,11 @@ class Pipeline:
         max_memory_points: int,
         outage_alert: timedelta = OUTAGE_ALERT,
         hooks: PipelineHooks | None = None,
+        sink: str = "InfluxDB",
     ) -> None:
         self._hass = hass
+        # The destination as log messages name it ("InfluxDB", "the webhook").
+        self._sink = sink
         self._writer = writer
         self._spool = spool
         self._stats = stats
@@ -98,7 +101,9 @@ class Pipeline:
         self._flush_interval = flush_interval
         self._max_memory = max_memory_points
         self._outage_alert = outage_alert
-        self.health = DeliveryHealth(hass, stats, hooks or PipelineHooks(), spool.path)
+        self.health = DeliveryHealth(
+            hass, stats, hooks or PipelineHooks(), spool.path, sink
+        )
         self._queue = LineQueue()
         self._add_key = self._queue.keys.append
         self._add_shared = self._queue.shared.append
@@ -216,7 +221,7 @@ class Pipeline:
             async with asyncio.timeout(deadline):
                 await self.async_flush(force=not self._paused)
         except TimeoutError:
-            LOGGER.warning("InfluxDB did not answer in time; the rest is spooled")
+            LOGGER.warning("%s did not answer in time; the rest is spooled", self._sink)
 
     async def async_final_write(self, stop_capture: Callable[[], None]) -> None:
         """Home Assistant's final write: keep every point, on disk, no network."""
@@ -240,7 +245,7 @@ class Pipeline:
             async with asyncio.timeout(WRITE_DEADLINE):
                 await self.async_flush()
         except TimeoutError:
-            LOGGER.warning("InfluxDB did not answer in time; the rest is spooled")
+            LOGGER.warning("%s did not answer in time; the rest is spooled", self._sink)
         await self._async_spool_everything(SPOOL_DEADLINE)
         await self._async_close()
 
@@ -442,8 +447,9 @@ class Pipeline:
             self._stats.last_error = f"{type(err).__name__}: {err}"
             self._stats.log_once(
                 f"internal_{type(err).__name__}",
-                "Unexpected error while delivering to InfluxDB; delivery goes on "
+                "Unexpected error while delivering to %s; delivery goes on "
                 "and further ones are counted in diagnostics",
+                self._sink,
                 exc_info=err,
             )
             return False
@@ -458,8 +464,8 @@ class Pipeline:
         except WriteError as err:
             if not isinstance(err, InvalidAuth):
                 LOGGER.warning(
-                    "InfluxDB is not available (%s); capturing into the spool "
-                    "until it is",
+                    "%s is not available (%s); capturing into the spool until it is",
+                    self._sink,
                     err,
                 )
             self._on_error(err)
@@ -728,7 +734,8 @@ class Pipeline:
         self._stats.rejected_points += len(lines)
         self._stats.log_once(
             "rejected",
-            "InfluxDB refused a point; it is kept as a dead letter: %s",
+            "%s refused a point; it is kept as a dead letter: %s",
+            self._sink,
             error,
         )
 
@@ -740,7 +747,7 @@ class Pipeline:
         self._set_connected(True)
         self.health.write_ok()
         if self._stats.last_error is not None:
-            LOGGER.info("Writing to InfluxDB works again")
+            LOGGER.info("Writing to %s works again", self._sink)
             self._stats.last_error = None
             self.health.clear(issues.AUTH_FAILED, issues.TARGET_MISSING)
 
@@ -749,7 +756,9 @@ class Pipeline:
         self._set_connected(False)
         self.health.write_failed()
         if self._stats.last_error is None:
-            LOGGER.warning("Cannot write to InfluxDB, spooling and retrying: %s", err)
+            LOGGER.warning(
+                "Cannot write to %s, spooling and retrying: %s", self._sink, err
+            )
         self._stats.last_error = str(err)
         if isinstance(err, InvalidAuth):
             self._paused = True

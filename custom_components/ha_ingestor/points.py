@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 import json
 import math
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from homeassistant.core import Event, State
 from homeassistant.helpers.json import json_bytes
@@ -19,7 +19,11 @@ from homeassistant.helpers.json import json_bytes
 from .enrichment import Enricher, EntityInfo
 from .line_protocol import LineEncoder
 from .models import IngestorOptions
+from .privacy import Privacy
 from .stats import IngestorStats
+
+if TYPE_CHECKING:
+    from .context import ContextEntities
 
 # Attributes that are already tags or fields of every state point.
 SKIPPED_ATTRIBUTES: Final = frozenset(
@@ -93,14 +97,21 @@ class PointBuilder:
         enricher: Enricher,
         encoder: LineEncoder,
         stats: IngestorStats,
+        privacy: Privacy,
+        context: ContextEntities | None = None,
     ) -> None:
         self._options = options
         self._enricher = enricher
         self._encoder = encoder
         self._stats = stats
-        self._attributes_include = frozenset(options.attributes_include)
-        self._attributes_exclude = frozenset(options.attributes_exclude) | (
-            SKIPPED_ATTRIBUTES - self._attributes_include
+        self._privacy = privacy
+        self._context = context
+        hidden = privacy.hidden_attributes
+        self._attributes_include = frozenset(options.attributes_include) - hidden
+        self._attributes_exclude = (
+            frozenset(options.attributes_exclude)
+            | hidden
+            | (SKIPPED_ATTRIBUTES - self._attributes_include)
         )
         self._string = encoder.string
         self._contexts = enricher.contexts
@@ -187,7 +198,8 @@ class PointBuilder:
         encoded = self._encoder.fields(dict(self._attribute_fields(attributes)))
         if encoded:
             encoded = f",{encoded}"
-        fields = f"{info.static_fields}{self._time_text}{encoded}"
+        context = self._context.line_fields if self._context is not None else ""
+        fields = f"{info.static_fields}{self._time_text}{context}{encoded}"
         # The time fields are always there, so ``fields`` starts with a comma.
         shared = info.shared_fields = f" {fields[1:]}"
         info.shared_attributes = attributes
@@ -229,7 +241,7 @@ class PointBuilder:
 
     def event_line(self, event: Event[Any]) -> str | None:
         """An ``ha_event`` point for any bus event but ``state_changed``."""
-        data = dict(event.data)
+        data = self._privacy.scrub(dict(event.data))
         entity_id = data.get("entity_id")
         if isinstance(entity_id, (list, tuple)):
             entity_id = ",".join(sorted(str(item) for item in entity_id))
@@ -263,21 +275,13 @@ class PointBuilder:
         """An ``mqtt`` point: the payload text, its number, and a JSON object's
         numeric leaves as dotted float fields; tagged ``retained=true`` when it is
         the broker's stored copy."""
-        raw = (
-            payload.encode("utf-8", "surrogateescape")
-            if isinstance(payload, str)
-            else bytes(payload)
-        )
-        text = raw.decode("utf-8", "replace")
+        text = _decode(payload)
         fields: dict[str, Any] = {}
         value = number(text)
         if value is not None:
             fields["value"] = value
         elif text[:1] in ("{", "["):
-            try:
-                decoded = json.loads(text)
-            except ValueError:
-                decoded = None
+            text, decoded = self.scrub_json(text)
             for key, leaf in _numeric_leaves(decoded, ""):
                 fields[key] = leaf
         if len(text) > self._options.mqtt_max_payload:
@@ -292,6 +296,34 @@ class PointBuilder:
             self._encoder.fields(fields),
             round(timestamp * 1_000_000) * 1000,
         )
+
+    def payload_text(self, payload: bytes | bytearray | str) -> str:
+        """An MQTT payload's text as recorded: privacy applied, truncated."""
+        text = _decode(payload)
+        if text[:1] in ("{", "["):
+            text = self.scrub_json(text)[0]
+        return text[: self._options.mqtt_max_payload]
+
+    def scrub_json(self, text: str) -> tuple[str, Any]:
+        """A JSON payload's text and decoded value without what privacy hides
+        (the text as it came when nothing is hidden or it is no JSON)."""
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            return text, None
+        scrubbed = self._privacy.scrub(decoded)
+        if scrubbed is not decoded:
+            text = _json(scrubbed)
+        return text, scrubbed
+
+
+def _decode(payload: bytes | bytearray | str) -> str:
+    raw = (
+        payload.encode("utf-8", "surrogateescape")
+        if isinstance(payload, str)
+        else bytes(payload)
+    )
+    return raw.decode("utf-8", "replace")
 
 
 def _numeric_leaves(value: Any, prefix: str) -> Iterator[tuple[str, float]]:

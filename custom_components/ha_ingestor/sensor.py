@@ -26,7 +26,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
 
 from .coordinator import IngestorHealth
-from .entity import IngestorEntity
+from .entity import IngestorEntity, active_sinks
 
 if TYPE_CHECKING:
     from . import HaIngestorConfigEntry
@@ -51,6 +51,8 @@ class IngestorCounterDescription(SensorEntityDescription):
     state_class: SensorStateClass | None = SensorStateClass.TOTAL_INCREASING
     value_fn: Callable[[IngestorHealth], int]
     attributes_fn: Callable[[IngestorHealth], dict[str, str | None]] | None = None
+    # The sink whose counter this is ("webhook", "republish"): added only when on.
+    sink: str | None = None
 
 
 COUNTERS: tuple[IngestorCounterDescription, ...] = (
@@ -95,6 +97,34 @@ COUNTERS: tuple[IngestorCounterDescription, ...] = (
         entity_category=EntityCategory.DIAGNOSTIC,
         entity_registry_enabled_default=False,
         value_fn=lambda health: health.deduplicated,
+    ),
+    IngestorCounterDescription(
+        key="webhook_points_sent",
+        translation_key="webhook_points_sent",
+        native_unit_of_measurement=EVENTS,
+        value_fn=lambda health: health.webhook_sent,
+        sink="webhook",
+    ),
+    IngestorCounterDescription(
+        key="webhook_points_dropped",
+        translation_key="webhook_points_dropped",
+        native_unit_of_measurement=EVENTS,
+        value_fn=lambda health: health.webhook_dropped,
+        sink="webhook",
+    ),
+    IngestorCounterDescription(
+        key="republish_sent",
+        translation_key="republish_sent",
+        native_unit_of_measurement=EVENTS,
+        value_fn=lambda health: health.republish_sent,
+        sink="republish",
+    ),
+    IngestorCounterDescription(
+        key="republish_dropped",
+        translation_key="republish_dropped",
+        native_unit_of_measurement=EVENTS,
+        value_fn=lambda health: health.republish_dropped,
+        sink="republish",
     ),
 )
 
@@ -179,10 +209,15 @@ async def async_setup_entry(
     entry: HaIngestorConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the entry's health sensors."""
+    """Add the entry's health sensors (a sink's only while it is on)."""
+    sinks = active_sinks(entry)
     async_add_entities(
         [
-            *(IngestorCounter(entry, description) for description in COUNTERS),
+            *(
+                IngestorCounter(entry, description)
+                for description in COUNTERS
+                if description.sink is None or description.sink in sinks
+            ),
             *(IngestorSensor(entry, description) for description in SENSORS),
         ]
     )
