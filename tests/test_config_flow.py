@@ -705,6 +705,66 @@ async def test_options_are_validated_and_stored_flat(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def test_sink_and_privacy_options_are_refused_on_their_section(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> None:
+    """A webhook without a secret, a webhook URL that is not http(s) or holds
+    credentials, a topic prefix with a wildcard and more than 10 context entities
+    are each refused on their section; fixed, the sinks and privacy are stored."""
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="x", data=fake_influxdb.v3_entry_data()
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    options = {
+        "event_types": ["state_changed"],
+        "batch_size": 100,
+        "flush_interval": 1,
+        "measurement": "domain",
+        "context_entities": ["weather.home", "sun.sun"],
+        "context_attributes": ["temperature", "elevation"],
+        "republish": True,
+        "republish_prefix": "home/ingestor",
+        "republish_qos": 1,
+        "republish_retain": False,
+        "webhook_url": "http://127.0.0.1:9/hook",
+        "webhook_secret": "s3cret",
+        "drop_location": False,
+        "pseudonymize_users": True,
+        "attributes_never_export": ["battery"],
+    }
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    for bad, errors in (
+        ({"webhook_secret": ""}, {"webhook": "webhook_secret_required"}),
+        ({"webhook_url": "ftp://example.com/x"}, {"webhook": "invalid_webhook_url"}),
+        (
+            {"webhook_url": "https://user:pw@example.com/x"},
+            {"webhook": "invalid_webhook_url"},
+        ),
+        ({"republish_prefix": "home/#"}, {"republish": "invalid_republish_prefix"}),
+        (
+            {"context_entities": [f"sensor.s{n}" for n in range(11)]},
+            {"context": "too_many_context_entities"},
+        ),
+    ):
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], _form(options | bad)
+        )
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == errors
+        _assert_errors_on_fields(result)
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], _form(options)
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert {key: entry.options[key] for key in options} == options
+    await hass.async_block_till_done()
+    assert entry.runtime_data.webhook is not None
+    assert entry.runtime_data.republisher is not None
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
 async def test_fixed_measurement_asks_for_its_name_in_a_second_step(
     hass: HomeAssistant, fake_influxdb: FakeInfluxDB
 ) -> None:
