@@ -447,3 +447,65 @@ async def test_entities_match_the_contract(
     await hass.services.async_call(DOMAIN, "flush", blocking=True)
     await _next_refresh(hass, freezer)
     await snapshot_platform(hass, er.async_get(hass), snapshot, SNAPSHOT_ENTRY_ID)
+
+
+async def test_sink_entities_show_their_sink_and_go_when_it_is_turned_off(
+    hass: HomeAssistant, influxdb_v1: InfluxDB1Server, freezer: FrozenDateTimeFactory
+) -> None:
+    """With MQTT republish on but no MQTT set up, and a webhook nobody listens
+    on, both show disconnected; republished events are counted as dropped and the
+    webhook's wait in memory or its spool, none dropped. Turning both off removes
+    their entities."""
+    entry = _entry(
+        influxdb_v1,
+        event_types=[TEST_EVENT],
+        republish=True,
+        webhook_url=f"http://127.0.0.1:{free_port()}/hook",
+        webhook_secret="s3cret",
+    )
+    await _set_up(hass, entry)
+    for _ in range(5):
+        hass.bus.async_fire(TEST_EVENT)
+    await hass.async_block_till_done()
+    assert await entry.runtime_data.pipeline.async_flush()
+    await _next_refresh(hass, freezer)
+    states = {
+        key: hass.states.get(
+            er.async_get(hass).async_get_entity_id(
+                platform, DOMAIN, f"{entry.entry_id}_{key}"
+            )
+            or ""
+        )
+        for platform, key in (
+            (Platform.BINARY_SENSOR, "webhook_connected"),
+            (Platform.BINARY_SENSOR, "republish_connected"),
+            (Platform.SENSOR, "webhook_points_sent"),
+            (Platform.SENSOR, "webhook_points_dropped"),
+            (Platform.SENSOR, "republish_sent"),
+            (Platform.SENSOR, "republish_dropped"),
+        )
+    }
+    assert {key: state.state if state else None for key, state in states.items()} == {
+        "webhook_connected": STATE_OFF,
+        "republish_connected": STATE_OFF,
+        "webhook_points_sent": "0",
+        "webhook_points_dropped": "0",
+        "republish_sent": "0",
+        "republish_dropped": "5",
+    }
+    webhook = entry.runtime_data.webhook
+    assert webhook is not None
+    assert webhook.held + webhook.spool.points == 5
+    assert _state(hass, "points_written").state == "5"
+
+    hass.config_entries.async_update_entry(
+        entry, options=entry.options | {"republish": False, "webhook_url": None}
+    )
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    registry = er.async_get(hass)
+    keys = {
+        entity.unique_id.removeprefix(f"{entry.entry_id}_")
+        for entity in er.async_entries_for_config_entry(registry, entry.entry_id)
+    }
+    assert not {key for key in keys if "webhook" in key or "republish" in key}
+    assert "points_written" in keys

@@ -29,6 +29,7 @@ from .context import ContextEntities
 from .coordinator import IngestorCoordinator
 from .enriched import EnrichedEvents
 from .enrichment import Enricher
+from .entity import async_remove_stale_sink_entities
 from .filters import EntityFilter
 from .health import PipelineHooks
 from .line_protocol import LineEncoder
@@ -182,6 +183,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
     if not OPTIONS_FLOW_RELOADS:  # pragma: no cover - Home Assistant before 2025.8
         entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     await coordinator.async_config_entry_first_refresh()
+    async_remove_stale_sink_entities(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

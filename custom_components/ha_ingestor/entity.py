@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
@@ -35,6 +37,32 @@ class IngestorEntity(CoordinatorEntity[IngestorCoordinator]):
             # A loaded entry's URL parses; credentials in it are never shown.
             configuration_url=str(parse_url(entry.data[CONF_URL]).with_user(None)),
         )
+
+
+# The health entities of each JSON sink, by key.
+SINK_ENTITY_KEYS = {
+    "webhook": ("webhook_points_sent", "webhook_points_dropped", "webhook_connected"),
+    "republish": ("republish_sent", "republish_dropped", "republish_connected"),
+}
+
+
+@callback
+def async_remove_stale_sink_entities(
+    hass: HomeAssistant, entry: HaIngestorConfigEntry
+) -> None:
+    """Remove the entities of a sink that was turned off: they would otherwise
+    linger as "no longer provided"."""
+    registry = er.async_get(hass)
+    active = active_sinks(entry)
+    for sink, keys in SINK_ENTITY_KEYS.items():
+        if sink in active:
+            continue
+        for key in keys:
+            for platform in ("sensor", "binary_sensor"):
+                if entity_id := registry.async_get_entity_id(
+                    platform, DOMAIN, f"{entry.entry_id}_{key}"
+                ):
+                    registry.async_remove(entity_id)
 
 
 def active_sinks(entry: HaIngestorConfigEntry) -> set[str]:

@@ -35,8 +35,9 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 def json_array(body: bytes) -> bytes:
     """A batch body (compact JSON objects, one a line) as one JSON array. Compact
-    JSON escapes every newline inside strings, so each newline separates items."""
-    return b"[" + body.replace(b"\n", b",") + b"]"
+    JSON escapes every newline inside strings, so each newline separates items;
+    a batch taken from memory ends with one, which separates nothing."""
+    return b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]"
 
 
 class WebhookWriter(InfluxWriter):
