@@ -1,5 +1,6 @@
 """Backup platform: while a backup copies the config directory, each spool's main
-file holds every batch and stays still (new writes wait in its write-ahead log)."""
+file (InfluxDB's and the webhook's) holds every batch and stays still (new writes
+wait in its write-ahead log)."""
 
 from __future__ import annotations
 
@@ -40,8 +41,11 @@ async def _async_each_spool(
         DOMAIN
     )
     for entry in entries:
-        spool = entry.runtime_data.pipeline.spool
-        try:
-            await hass.async_add_executor_job(action, spool)
-        except SpoolError as err:
-            LOGGER.warning(failure, entry.title, err)
+        data = entry.runtime_data
+        for pipeline in (data.pipeline, data.webhook):
+            if pipeline is None:
+                continue
+            try:
+                await hass.async_add_executor_job(action, pipeline.spool)
+            except SpoolError as err:
+                LOGGER.warning(failure, entry.title, err)

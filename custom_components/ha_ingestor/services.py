@@ -5,6 +5,7 @@ Each answers per entry, keyed by the entry's title: what a user sees and picks.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -72,10 +73,13 @@ async def _async_flush(call: ServiceCall) -> ServiceResponse:
 
 
 async def _async_flush_entry(entry: HaIngestorConfigEntry) -> bool:
-    """Flush now; the pipeline handles write and spool failures itself, so what
-    reaches here is unexpected, and is told to the caller in HA's terms."""
+    """Flush now, to InfluxDB and the webhook if it is on; True when both took
+    everything. The pipelines handle write and spool failures themselves, so
+    what reaches here is unexpected, and is told to the caller in HA's terms."""
+    data = entry.runtime_data
+    pipelines = [p for p in (data.pipeline, data.webhook) if p is not None]
     try:
-        return await entry.runtime_data.pipeline.async_flush(force=True)
+        results = await asyncio.gather(*(p.async_flush(force=True) for p in pipelines))
     except Exception as err:
         LOGGER.exception("Unexpected error while flushing %s", entry.title)
         raise HomeAssistantError(
@@ -83,6 +87,7 @@ async def _async_flush_entry(entry: HaIngestorConfigEntry) -> bool:
             translation_key="write_failed",
             translation_placeholders={"error": f"{type(err).__name__}: {err}"},
         ) from err
+    return all(results)
 
 
 async def _async_retry_dead_letters(call: ServiceCall) -> ServiceResponse:
