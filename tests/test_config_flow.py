@@ -705,17 +705,24 @@ async def test_options_are_validated_and_stored_flat(
     assert await hass.config_entries.async_unload(entry.entry_id)
 
 
+async def _loaded_entry(
+    hass: HomeAssistant, fake_influxdb: FakeInfluxDB
+) -> MockConfigEntry:
+    entry = MockConfigEntry(
+        domain=DOMAIN, unique_id="x", data=fake_influxdb.v3_entry_data()
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    return entry
+
+
 async def test_sink_and_privacy_options_are_refused_on_their_section(
     hass: HomeAssistant, fake_influxdb: FakeInfluxDB
 ) -> None:
     """A webhook without a secret, a webhook URL that is not http(s) or holds
     credentials, a topic prefix with a wildcard and more than 10 context entities
     are each refused on their section; fixed, the sinks and privacy are stored."""
-    entry = MockConfigEntry(
-        domain=DOMAIN, unique_id="x", data=fake_influxdb.v3_entry_data()
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await _loaded_entry(hass, fake_influxdb)
     options = {
         "event_types": ["state_changed"],
         "batch_size": 100,
@@ -771,11 +778,7 @@ async def test_fixed_measurement_asks_for_its_name_in_a_second_step(
     """The name is asked for only when "Fixed name" is chosen, in a step of its
     own; an empty name is refused there. Another strategy skips the step and keeps
     the stored name for a later switch back."""
-    entry = MockConfigEntry(
-        domain=DOMAIN, unique_id="x", data=fake_influxdb.v3_entry_data()
-    )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
+    entry = await _loaded_entry(hass, fake_influxdb)
     options = {
         "event_types": ["state_changed"],
         "batch_size": 100,

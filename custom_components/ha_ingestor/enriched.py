@@ -16,7 +16,7 @@ from homeassistant.core import Context, Event, State
 
 from .enrichment import Enricher
 from .models import IngestorOptions
-from .points import SKIPPED_ATTRIBUTES, number
+from .points import attribute_rules, number
 from .privacy import Privacy
 
 if TYPE_CHECKING:
@@ -56,13 +56,7 @@ class EnrichedEvents:
         self._enricher = enricher
         self._privacy = privacy
         self._context = context
-        hidden = privacy.hidden_attributes
-        self._include = frozenset(options.attributes_include) - hidden
-        self._exclude = (
-            frozenset(options.attributes_exclude)
-            | hidden
-            | (SKIPPED_ATTRIBUTES - self._include)
-        )
+        self._include, self._exclude = attribute_rules(options, privacy)
 
     def state(self, state: State) -> dict[str, Any]:
         """A recorded state change."""

@@ -88,6 +88,20 @@ def number(value: Any) -> float | None:
     return result if math.isfinite(result) else None
 
 
+def attribute_rules(
+    options: IngestorOptions, privacy: Privacy
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The attribute names to keep (empty: every one not excluded) and to leave
+    out, for every sink: what privacy hides is never kept."""
+    include = frozenset(options.attributes_include) - privacy.hidden_attributes
+    exclude = (
+        frozenset(options.attributes_exclude)
+        | privacy.hidden_attributes
+        | (SKIPPED_ATTRIBUTES - include)
+    )
+    return include, exclude
+
+
 class PointBuilder:
     """Builds the lines for one config entry's schema."""
 
@@ -106,12 +120,8 @@ class PointBuilder:
         self._stats = stats
         self._privacy = privacy
         self._context = context
-        hidden = privacy.hidden_attributes
-        self._attributes_include = frozenset(options.attributes_include) - hidden
-        self._attributes_exclude = (
-            frozenset(options.attributes_exclude)
-            | hidden
-            | (SKIPPED_ATTRIBUTES - self._attributes_include)
+        self._attributes_include, self._attributes_exclude = attribute_rules(
+            options, privacy
         )
         self._string = encoder.string
         self._contexts = enricher.contexts
