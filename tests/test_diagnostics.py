@@ -118,3 +118,43 @@ def _write(server: InfluxDB1Server, line: str) -> tuple[int, str]:
     except urllib.error.HTTPError as err:
         with err:
             return err.code, json.loads(err.read())["error"]
+
+
+async def test_diagnostics_show_the_sinks_without_their_secrets(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    influxdb_v1: InfluxDB1Server,
+) -> None:
+    """With a webhook and MQTT republish on, diagnostics show each sink's state
+    and settings; the webhook secret, a token in its URL and the pseudonym key
+    are not there."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        unique_id="diagnostics",
+        data=influxdb_v1.entry_data(),
+        options={
+            "webhook_url": "http://127.0.0.1:9/hook?token=url-token-123",
+            "webhook_secret": "webhook-secret-456",
+            "republish": True,
+            "pseudonymize_users": True,
+        },
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    hass.states.async_set("sensor.diagnosed", "1")
+    await hass.async_block_till_done()
+
+    diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    text = json.dumps(diagnostics)
+    for secret in ("webhook-secret-456", "url-token-123", entry.data["pseudonym_key"]):
+        assert secret not in text
+    options = diagnostics["entry"]["options"]
+    assert options["webhook_secret"] == "**REDACTED**"
+    assert options["webhook_url"] == "http://127.0.0.1:9/hook"
+    assert options["republish"] is True
+    assert (
+        diagnostics["webhook"]["held_in_memory"]
+        + diagnostics["webhook"]["spool"]["points"]
+        == 1
+    )
+    assert diagnostics["republish"] == {"connected": False, "sent": 0, "dropped": 1}
