@@ -10,18 +10,16 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from .servers import free_port
+from .local_http import LocalHttpServer
 
 
-@dataclass
-class FaultyProxy:
+@dataclass(kw_only=True)
+class FaultyProxy(LocalHttpServer):
     """Forwards to ``upstream``; answers the next requests from ``faults``."""
 
     upstream: str
     faults: deque[tuple[int, dict[str, str], bytes]] = field(default_factory=deque)
     forwarded: int = 0
-    port: int = field(default_factory=free_port)
-    _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
 
     @property
@@ -35,19 +33,18 @@ class FaultyProxy:
         """Answer the next request with this response instead of forwarding it."""
         self.faults.append((status, headers or {}, body))
 
+    def routes(self, app: web.Application) -> None:
+        """Every path is forwarded (or answered from ``faults``)."""
+        app.router.add_route("*", "/{path:.*}", self._handle)
+
     async def start(self) -> None:
         """Listen on 127.0.0.1."""
         self._session = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await super().start()
 
     async def stop(self) -> None:
         """Stop listening and close the upstream session."""
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await super().stop()
         if self._session is not None:
             await self._session.close()
 

@@ -601,7 +601,7 @@ async def test_retry_after_of_a_day_is_capped_at_the_backoff_maximum(
 ) -> None:
     """A proxy in front of InfluxDB answers one write with 503 and
     ``Retry-After: 86400``: writes resume after five minutes, not a day."""
-    proxy = FaultyProxy(influxdb_v1.url)
+    proxy = FaultyProxy(upstream=influxdb_v1.url)
     await proxy.start()
     try:
         entry = _v1_entry(influxdb_v1)

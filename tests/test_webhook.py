@@ -34,7 +34,7 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.ha_ingestor.const import BACKOFF_MAX, DOMAIN
 
 from .fake_influxdb import FakeInfluxDB
-from .servers import free_port
+from .local_http import LocalHttpServer
 
 SECRET = "shared-webhook-secret"
 SIGNATURE = "X-HA-Ingestor-Signature"
@@ -52,19 +52,17 @@ def verified(secret: str, header: str, body: bytes) -> bool:
     return hmac.compare_digest(expected, digest)
 
 
-@dataclass
-class Receiver:
+@dataclass(kw_only=True)
+class Receiver(LocalHttpServer):
     """A webhook receiver on 127.0.0.1 that checks every request's signature:
     a bad one is answered 401, a body that is no JSON array 400, a good one 200
     and its batch kept."""
 
     secret: str = SECRET
-    port: int = field(default_factory=free_port)
     # Signed requests as they arrived: (raw body, signature header).
     accepted: list[tuple[bytes, str]] = field(default_factory=list)
     refused: int = 0
     malformed: int = 0
-    _runner: web.AppRunner | None = None
 
     @property
     def url(self) -> str:
@@ -76,19 +74,9 @@ class Receiver:
         """Every event received, in order (the start probe's ``[]`` adds none)."""
         return [event for body, _ in self.accepted for event in json.loads(body)]
 
-    async def start(self) -> None:
-        """Listen (again) on the same port."""
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """The webhook's one path."""
         app.router.add_post("/hook", self._handle)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        """Stop listening: the webhook is unreachable."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def _handle(self, request: web.Request) -> web.Response:
         body = await request.read()
