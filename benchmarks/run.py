@@ -5,19 +5,29 @@ peak memory belong to one configuration. Rounds interleave the configurations
 (baseline, built-in, HA Ingestor) so that machine noise hits them alike; ratios
 are computed pair by pair within a round, and the table shows medians. The soak
 runs once, HA Ingestor alone, after the rounds.
+
+``--only cpu`` (or any of SECTIONS) measures those sections alone and keeps the
+document's other figures, saying so at its top; ``--before COMMIT`` adds HA
+Ingestor from an older commit (a temporary ``git worktree``) to the CPU rounds, and
+``--after COMMIT`` loads HA Ingestor there from a commit instead of the working
+tree (which may be changing while the benchmark runs).
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+import contextlib
 from datetime import UTC, datetime
 import json
 import os
 from pathlib import Path
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -26,6 +36,8 @@ KINDS = ("baseline", "builtin", "ingestor")
 LAG_KINDS = ("baseline", "listener", "builtin", "ingestor")
 LATENCY_RATES = (100, 1000, 5000)
 V2_EVENTS = 100_000
+# What ``--only`` can pick, in the order a full run measures them.
+SECTIONS = ("cpu", "lag", "latency", "memory", "outage", "spool", "v2", "soak")
 
 # Targets (issue 13, "Measure what a user sees").
 CPU_RATIO = 0.30
@@ -64,12 +76,51 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def run(
-    rounds: int, events: int, seconds: float, outage_seconds: float, soak_minutes: float
-) -> dict[str, Any]:
-    """All measurements; returns medians and per-round ratios."""
-    results: dict[str, Any] = {}
+class Checkout:
+    """A commit checked out in a temporary ``git worktree``, whose
+    ``custom_components`` the scenario loads (``--components``); removed on exit."""
 
+    def __init__(self, ref: str) -> None:
+        self.ref = ref
+        self.sha = git("rev-parse", "--short", f"{ref}^{{commit}}")
+        self._parent = Path(tempfile.mkdtemp(prefix="ha_ingestor_checkout_"))
+        self.path = self._parent / "checkout"
+
+    def __enter__(self) -> Checkout:
+        git("worktree", "add", "--detach", str(self.path), self.sha)
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.sha if self.ref == self.sha else f"{self.ref} ({self.sha})"
+
+    def __exit__(self, *exc: object) -> None:
+        git("worktree", "remove", "--force", str(self.path))
+        shutil.rmtree(self._parent, ignore_errors=True)
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+
+
+def head() -> str:
+    """This checkout's commit, marked when its integration has local changes."""
+    sha = git("rev-parse", "--short", "HEAD")
+    dirty = git("status", "--porcelain", "--", "custom_components")
+    return f"{sha} (with uncommitted changes)" if dirty else sha
+
+
+def run_cpu(
+    rounds: int, events: int, before: Checkout | None, after: Checkout | None
+) -> dict[str, Any]:
+    """CPU per event and throughput, in interleaved rounds of fresh processes:
+    HA alone, with a no-op listener, the built-in, HA Ingestor, HA Ingestor with
+    its webhook sink on (the JSON sinks section) and, with ``before``, HA
+    Ingestor from an older commit (its place alternating with this one's). HA
+    Ingestor is the working tree's, or with ``after`` that commit's."""
+    results: dict[str, Any] = {}
     cpu: dict[str, list[float]] = {
         key: [] for key in ("listener", "builtin", "ingestor", "ratio", "own_ratio")
     }
@@ -86,22 +137,59 @@ def run(
     }
     stored: dict[str, list[int]] = {"builtin": [], "ingestor": []}
     baselines: list[dict[str, Any]] = []
-    for _ in range(rounds):
-        runs = {
-            kind: scenario("throughput", kind, f"--events={events}")
-            for kind in ("baseline", "listener", "builtin", "ingestor")
-        }
+    sinks: dict[str, list[Any]] = {
+        key: []
+        for key in (
+            "builtin",
+            "ingestor",
+            "ingestor_webhook",
+            "difference",
+            "ratio_ingestor",
+            "ratio_webhook",
+            "received",
+            "stored",
+            "requests",
+            "mb",
+            "bad_signatures",
+            "events_per_s",
+        )
+    }
+    compared: dict[str, list[float]] = {"before": [], "after": [], "difference": []}
+    label = after.label if after is not None else head()
+    components = [f"--components={after.path}"] if after is not None else []
+    for number in range(rounds):
+        order = ["baseline", "listener", "builtin", "ingestor", "ingestor_webhook"]
+        if before is not None:
+            # Alternate which of the two comes first.
+            order.insert(3 if number % 2 else 5, "before")
+        runs: dict[str, dict[str, Any]] = {}
+        for kind in order:
+            if kind == "before":
+                assert before is not None
+                runs[kind] = scenario(
+                    "throughput",
+                    "ingestor",
+                    f"--events={events}",
+                    f"--components={before.path}",
+                )
+            elif kind.startswith("ingestor"):
+                runs[kind] = scenario(
+                    "throughput", kind, f"--events={events}", *components
+                )
+            else:
+                runs[kind] = scenario("throughput", kind, f"--events={events}")
         baselines.append(runs["baseline"])
-        for kind, measured in runs.items():
-            gc_time[kind].append(measured["gc_s"] / events * 1e6)
-            gc_full[kind].append(measured["gc_full_s"] / events * 1e6)
+        for kind, times in gc_time.items():
+            times.append(runs[kind]["gc_s"] / events * 1e6)
+            gc_full[kind].append(runs[kind]["gc_full_s"] / events * 1e6)
         base = runs["baseline"]["cpu_s"]
         per_event = {
-            kind: (runs[kind]["cpu_s"] - base) / events * 1e6
-            for kind in ("listener", "builtin", "ingestor")
+            kind: (measured["cpu_s"] - base) / events * 1e6
+            for kind, measured in runs.items()
+            if kind != "baseline"
         }
-        for kind, value in per_event.items():
-            cpu[kind].append(value)
+        for kind in ("listener", "builtin", "ingestor"):
+            cpu[kind].append(per_event[kind])
         cpu["ratio"].append(per_event["ingestor"] / per_event["builtin"])
         # The integrations' own share, above what HA pays once anything listens.
         cpu["own_ratio"].append(
@@ -118,7 +206,27 @@ def run(
         throughput["of_listener"].append(
             runs["ingestor"]["events_per_s"] / runs["listener"]["events_per_s"]
         )
-    results["rounds"] = rounds
+        webhook = runs["ingestor_webhook"]
+        for kind in ("builtin", "ingestor", "ingestor_webhook"):
+            sinks[kind].append(per_event[kind])
+        sinks["difference"].append(
+            per_event["ingestor_webhook"] - per_event["ingestor"]
+        )
+        sinks["ratio_ingestor"].append(per_event["ingestor"] / per_event["builtin"])
+        sinks["ratio_webhook"].append(
+            per_event["ingestor_webhook"] / per_event["builtin"]
+        )
+        sinks["received"].append(webhook["received"])
+        sinks["stored"].append(webhook["stored_influxdb"])
+        sinks["requests"].append(webhook["webhook_requests"])
+        sinks["mb"].append(webhook["webhook_mb"])
+        sinks["bad_signatures"].append(webhook["bad_signatures"])
+        sinks["events_per_s"].append(webhook["events_per_s"])
+        if before is not None:
+            compared["before"].append(per_event["before"])
+            compared["after"].append(per_event["ingestor"])
+            compared["difference"].append(per_event["ingestor"] - per_event["before"])
+    results["cpu_rounds"] = rounds
     results["gc_us_per_event"] = {k: median(v) for k, v in gc_time.items()}
     results["gc_full_us_per_event"] = {k: median(v) for k, v in gc_full.items()}
     results["cpu_us_per_event"] = {k: median(v) for k, v in cpu.items()}
@@ -132,7 +240,30 @@ def run(
     )
     results["throughput"] = {k: median(v) for k, v in throughput.items()}
     results["stored"] = stored
+    medians = ("builtin", "ingestor", "ingestor_webhook", "difference")
+    results["sinks"] = {
+        "rounds": rounds,
+        "events": events,
+        "cpu_us_per_event": {k: median(sinks[k]) for k in medians},
+        "ratio_to_builtin": {
+            "ingestor": median(sinks["ratio_ingestor"]),
+            "ingestor_webhook": median(sinks["ratio_webhook"]),
+        },
+        "events_per_s": median(sinks["events_per_s"]),
+        "per_round": sinks,
+    }
+    if before is not None:
+        results["before_after"] = {
+            "before": before.label,
+            "after": label,
+            "rounds": rounds,
+            "cpu_us_per_event": {k: median(v) for k, v in compared.items()},
+            "per_round": compared,
+        }
+    return results
 
+
+def run_lag(rounds: int, seconds: float) -> dict[str, Any]:
     lag: dict[str, list[float]] = {kind: [] for kind in (*LAG_KINDS, "over")}
     for _ in range(rounds):
         measured = {
@@ -145,9 +276,10 @@ def run(
             lag[kind].append(value)
         # HA Ingestor's own share, pair by pair like the ratios.
         lag["over"].append(measured["ingestor"] - measured["listener"])
-    results["lag_p99_ms"] = {k: median(v) for k, v in lag.items()}
-    results["seconds"] = seconds
+    return {"lag_p99_ms": {k: median(v) for k, v in lag.items()}, "seconds": seconds}
 
+
+def run_latency(rounds: int, seconds: float) -> dict[str, Any]:
     keys = ("p50_ms", "p95_ms", "p99_ms", "writes_per_s", "points_per_write")
     latency: dict[int, dict[str, dict[str, list[float]]]] = {
         rate: {kind: {key: [] for key in keys} for kind in ("builtin", "ingestor")}
@@ -162,14 +294,19 @@ def run(
                 for key, values in latency[rate][kind].items():
                     values.append(measured[key])
     # JSON keys are strings: the rate as text.
-    results["latency"] = {
-        str(rate): {
-            kind: {key: median(values) for key, values in data.items()}
-            for kind, data in kinds.items()
-        }
-        for rate, kinds in latency.items()
+    return {
+        "latency": {
+            str(rate): {
+                kind: {key: median(values) for key, values in data.items()}
+                for kind, data in kinds.items()
+            }
+            for rate, kinds in latency.items()
+        },
+        "seconds": seconds,
     }
 
+
+def run_memory(rounds: int) -> dict[str, Any]:
     memory: dict[str, list[float]] = {"listener": [], "builtin": [], "ingestor": []}
     for _ in range(rounds):
         runs = {
@@ -178,23 +315,29 @@ def run(
         }
         for kind in ("listener", "builtin", "ingestor"):
             memory[kind].append(runs[kind]["rss_mb"] - runs["baseline"]["rss_mb"])
-    results["memory_mb_100k"] = {k: median(v) for k, v in memory.items()}
+    return {"memory_mb_100k": {k: median(v) for k, v in memory.items()}}
 
+
+def run_outage(outage_seconds: float) -> dict[str, Any]:
     outage = {
         kind: scenario("outage", kind, "--rate=2000", f"--seconds={outage_seconds}")
         for kind in KINDS
     }
-    results["outage"] = {
-        kind: {
-            "rss_above_baseline_mb": outage[kind]["rss_mb"]
-            - outage["baseline"]["rss_mb"],
-            "fired": outage[kind]["fired"],
-            "stored": outage[kind]["stored"],
-        }
-        for kind in ("builtin", "ingestor")
+    return {
+        "outage": {
+            kind: {
+                "rss_above_baseline_mb": outage[kind]["rss_mb"]
+                - outage["baseline"]["rss_mb"],
+                "fired": outage[kind]["fired"],
+                "stored": outage[kind]["stored"],
+            }
+            for kind in ("builtin", "ingestor")
+        },
+        "outage_seconds": outage_seconds,
     }
-    results["outage_seconds"] = outage_seconds
 
+
+def run_spool(rounds: int) -> dict[str, Any]:
     spool: dict[str, list[float]] = {
         "spool": [],
         "replay": [],
@@ -208,11 +351,15 @@ def run(
         server = scenario("ceiling", "ingestor", "--events=100000")
         spool["server"].append(server["points_per_s"])
         spool["ratio"].append(measured["replay_points_per_s"] / server["points_per_s"])
-    results["spool_points_per_s"] = median(spool["spool"])
-    results["replay_points_per_s"] = median(spool["replay"])
-    results["server_points_per_s"] = median(spool["server"])
-    results["replay_of_server"] = median(spool["ratio"])
+    return {
+        "spool_points_per_s": median(spool["spool"]),
+        "replay_points_per_s": median(spool["replay"]),
+        "server_points_per_s": median(spool["server"]),
+        "replay_of_server": median(spool["ratio"]),
+    }
 
+
+def run_v2(rounds: int) -> dict[str, Any]:
     v2: dict[str, list[float]] = {"cpu_us": [], "rss_mb": [], "setup_rss_mb": []}
     for _ in range(rounds):
         runs = {
@@ -223,21 +370,47 @@ def run(
         v2["cpu_us"].append((entry["cpu_s"] - base["cpu_s"]) / V2_EVENTS * 1e6)
         v2["rss_mb"].append(entry["rss_mb"] - base["rss_mb"])
         v2["setup_rss_mb"].append(entry["rss_setup_mb"] - base["rss_setup_mb"])
-    results["v2"] = {k: median(v) for k, v in v2.items()}
-    results["v2"]["events"] = V2_EVENTS
+    results: dict[str, Any] = {k: median(v) for k, v in v2.items()}
+    results["events"] = V2_EVENTS
+    return {"v2": results}
 
-    if soak_minutes > 0:
-        soak = scenario(
-            "soak",
-            "ingestor",
-            f"--minutes={soak_minutes}",
-            "--rate=1000",
-            timeout=soak_minutes * 60 + 1200,
-        )
-        # The 5-second samples stay in the run's output; the document keeps the
-        # summary and its 15-step series.
-        soak.pop("samples")
-        results["soak"] = soak
+
+def run_soak(soak_minutes: float) -> dict[str, Any]:
+    if soak_minutes <= 0:
+        return {}
+    soak = scenario(
+        "soak",
+        "ingestor",
+        f"--minutes={soak_minutes}",
+        "--rate=1000",
+        timeout=soak_minutes * 60 + 1200,
+    )
+    # The 5-second samples stay in the run's output; the document keeps the
+    # summary and its 15-step series.
+    soak.pop("samples")
+    return {"soak": soak}
+
+
+def run(
+    args: argparse.Namespace,
+    sections: tuple[str, ...],
+    before: Checkout | None,
+    after: Checkout | None,
+) -> dict[str, Any]:
+    """The measurements of ``sections``, in the order of SECTIONS."""
+    results: dict[str, Any] = {"rounds": args.rounds}
+    steps: dict[str, Callable[[], dict[str, Any]]] = {
+        "cpu": lambda: run_cpu(args.rounds, args.events, before, after),
+        "lag": lambda: run_lag(args.rounds, args.seconds),
+        "latency": lambda: run_latency(args.rounds, args.seconds),
+        "memory": lambda: run_memory(args.rounds),
+        "outage": lambda: run_outage(args.outage_seconds),
+        "spool": lambda: run_spool(args.rounds),
+        "v2": lambda: run_v2(args.rounds),
+        "soak": lambda: run_soak(args.soak_minutes),
+    }
+    for section in sections:
+        results.update(steps[section]())
     return results
 
 
@@ -683,6 +856,187 @@ Verdict: {_soak_back_text(soak)}; {_soak_flat_text(soak)}.
 """
 
 
+def _rounds(values: list[float], spec: str = ".1f") -> str:
+    return ", ".join(f"{value:{spec}}" for value in values)
+
+
+def _sinks(results: dict[str, Any]) -> str:
+    """The JSON sinks section: HA Ingestor with no sink and with the webhook on,
+    in the same rounds as the CPU row."""
+    sinks = results.get("sinks")
+    if not sinks:
+        return "Not measured in this run.\n"
+    cpu, ratio, per = (
+        sinks["cpu_us_per_event"],
+        sinks["ratio_to_builtin"],
+        sinks["per_round"],
+    )
+    relative = [
+        difference / plain
+        for difference, plain in zip(per["difference"], per["ingestor"], strict=True)
+    ]
+    rows = [
+        ("built-in influxdb", cpu["builtin"], per["builtin"], "1.00x"),
+        (
+            "HA Ingestor, no JSON sink (the default)",
+            cpu["ingestor"],
+            per["ingestor"],
+            f"{ratio['ingestor']:.2f}x ({_rounds(per['ratio_ingestor'], '.2f')})",
+        ),
+        (
+            "HA Ingestor, webhook on",
+            cpu["ingestor_webhook"],
+            per["ingestor_webhook"],
+            f"{ratio['ingestor_webhook']:.2f}x "
+            f"({_rounds(per['ratio_webhook'], '.2f')})",
+        ),
+        (
+            "the webhook's cost: webhook on minus no sink, pair by pair",
+            cpu["difference"],
+            per["difference"],
+            f"+{median(relative):.0%} of no sink's",
+        ),
+    ]
+    table = "\n".join(
+        f"| {name} | {value:.1f} | {_rounds(values)} | {ratio_text} |"
+        for name, value, values, ratio_text in rows
+    )
+    dropped = sum(n < sinks["events"] for n in results["stored"]["builtin"])
+    noise = (
+        f" In {dropped} of the {sinks['rounds']} rounds the built-in stored fewer "
+        "than all points (it "
+        "drops what waited over 30 s): its CPU there covers less work."
+        if dropped
+        else ""
+    )
+    received = ", ".join(f"{n:,}" for n in per["received"])
+    stored = ", ".join(f"{n:,}" for n in per["stored"])
+    return f"""With `webhook_url` and `webhook_secret` set, every recorded event is also
+built as an enriched JSON event, encoded, queued to the webhook's own delivery
+pipeline (batch size 5,000 like InfluxDB's here) and POSTed as a signed JSON array.
+The webhook kind (`scenario.py throughput ingestor_webhook`) posts to a minimal
+receiver on 127.0.0.1 (`benchmarks/receiver.py`, aiohttp) in a process of its
+own, started and stopped by the scenario: it answers 204 at once and counts
+the events (it checks each signature). Its CPU is not counted; Home Assistant's
+is, from the first event until every point is confirmed in InfluxDB **and** the
+receiver has every event. Same {sinks["events"]:,} events, in the same
+{sinks["rounds"]} interleaved rounds as the CPU row above.
+
+| CPU per event above HA's own (µs) | median | per round | ratio to the built-in: median (per round) |
+|---|---|---|---|
+{table}
+
+Webhook runs: events received per round {received} (InfluxDB: {stored}),
+in a median of {median(per["requests"]):.0f} requests, \
+{median(per["mb"]):.0f} MB of JSON; {sum(per["bad_signatures"])} bad signatures;
+{sinks["events_per_s"]:,.0f} events/s confirmed in both (median).
+
+Noise: the 2 cores are shared with InfluxDB, the receiver and whatever else
+runs on the machine at the time; CPU time suffers less from that than wall-clock
+figures such as throughput, and the per-round values show the spread that
+remains.{noise}
+"""
+
+
+def _before_after(results: dict[str, Any]) -> str:
+    """The no-sink path before and after the JSON sinks, if measured."""
+    compared = results.get("before_after")
+    if not compared:
+        return ""
+    cpu, per = compared["cpu_us_per_event"], compared["per_round"]
+    differences = per["difference"]
+    relative = median([d / b for d, b in zip(differences, per["before"], strict=True)])
+    slower = sum(d > 0 for d in differences)
+    spread = max(per["before"]) - min(per["before"])
+    if min(differences) <= 0 <= max(differences):
+        verdict = (
+            f"unchanged beyond noise: the differences change sign ({slower} of "
+            f"{len(differences)} rounds slower after), and the median, "
+            f"{cpu['difference']:+.1f} µs, is within the before runs' own spread "
+            f"of {spread:.1f} µs"
+            if abs(cpu["difference"]) <= spread
+            else f"the differences change sign ({slower} of {len(differences)} "
+            f"rounds slower after), but the median, {cpu['difference']:+.1f} µs, "
+            f"exceeds the before runs' own spread of {spread:.1f} µs"
+        )
+    else:
+        verdict = (
+            f"**{'slower' if slower else 'faster'} in every round**, by a median "
+            f"of {cpu['difference']:+.1f} µs ({relative:+.0%})"
+        )
+    return f"""
+## No JSON sink: before and after
+
+The default configuration (no JSON sink, InfluxDB only) at {compared["before"]}
+(`--before`) and at {compared["after"]}, in the same
+{compared["rounds"]} interleaved rounds as the CPU row (the two swap places every
+other round). The older integration runs from a temporary `git worktree`, loaded
+by `scenario.py --components`; the benchmark program is the same for both.
+`scripts/bench --only cpu --before {compared["before"].split()[0]}` measures it
+(`--after COMMIT` takes HA Ingestor from a commit rather than the working tree).
+
+| CPU per event above HA's own (µs) | median | per round |
+|---|---|---|
+| before: {compared["before"]} | {cpu["before"]:.1f} | {_rounds(per["before"])} |
+| after: {compared["after"]} | {cpu["after"]:.1f} | {_rounds(per["after"])} |
+| after minus before, pair by pair | {cpu["difference"]:+.1f} ({relative:+.0%}) | \
+{_rounds(differences, "+.1f")} |
+
+Verdict: {verdict}.
+"""
+
+
+SECTION_NAMES = {
+    "cpu": "CPU per event and throughput rows (with the garbage collection row, "
+    "the per-round ratios, the JSON sinks section and the before/after comparison)",
+    "lag": "event-loop lag row",
+    "latency": "latency, write request and batch size rows",
+    "memory": "memory row",
+    "outage": "outage rows",
+    "spool": "spool and replay rows",
+    "v2": "2.x entry row",
+    "soak": "soak",
+}
+
+
+def _partial(results: dict[str, Any]) -> str:
+    """Which parts a later run with ``--only`` measured again."""
+    partial = results.get("partial")
+    if not partial:
+        return ""
+    names = [SECTION_NAMES[section] for section in partial["sections"]]
+    return (
+        f"\n\nUpdated on {partial['generated']} UTC by `{partial['command']}`: the "
+        f"{'; the '.join(names)} measured again in {partial['rounds']} interleaved "
+        f"rounds ({partial['minutes']:.0f} minutes); everything else is from the "
+        "full run above."
+    )
+
+
+def _machine(results: dict[str, Any], info: dict[str, str]) -> str:
+    """After an ``--only`` run on another machine, the full run's."""
+    machine = results.get("machine")
+    if not machine or machine == info["cpu"]:
+        return ""
+    return f" (The full run's figures: {machine}.)"
+
+
+def _now() -> str:
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M}"
+
+
+def _raw(path: Path) -> dict[str, Any]:
+    """The raw results a document holds (its JSON block)."""
+    text = path.read_text()
+    raw = text.split("```json\n", 1)[1].split("\n```", 1)[0]
+    results: dict[str, Any] = json.loads(raw)
+    if "generated" not in results:
+        results["generated"] = text.split(" on ", 1)[1].split(" UTC", 1)[0]
+    if "machine" not in results and "\nMachine: " in text:
+        results["machine"] = text.split("\nMachine: ", 1)[1].split(";", 1)[0]
+    return results
+
+
 def render(
     results: dict[str, Any], info: dict[str, str], args: argparse.Namespace
 ) -> str:
@@ -695,6 +1049,7 @@ def render(
     v2 = results["v2"]
     met = _met(results)
     rates = [str(rate) for rate in LATENCY_RATES]
+    generated = results.get("generated") or _now()
 
     def quantiles(rate: str, kind: str) -> str:
         return " / ".join(
@@ -853,8 +1208,8 @@ def render(
     )
     return f"""# Benchmarks
 
-Generated by `scripts/bench` on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC — do not edit by
-hand; run it again.
+Generated by `scripts/bench` on {generated} UTC — do not edit by
+hand; run it again.{_partial(results)}
 
 HA Ingestor (full enrichment: 1,000 sensors with devices behind a hub, 20 areas
 on 3 floors, 5 labels) side by side with Home Assistant's built-in `influxdb`
@@ -917,6 +1272,9 @@ git worktree remove --force /tmp/ha_before
 (CPU per event is `(ingestor cpu_s - baseline cpu_s) / 100,000`, RSS
 `ingestor rss_mb - baseline rss_mb`, medians over the pairs.)
 
+## JSON sinks
+
+{_sinks(results)}{_before_after(results)}
 ## Soak
 
 {_soak(results)}
@@ -924,16 +1282,19 @@ git worktree remove --force /tmp/ha_before
 
 {analysis}
 
-Machine: {info["cpu"]}; {info["os"]}. Python {info["python"]}, Home Assistant
+Machine: {info["cpu"]}; {info["os"]}.{_machine(results, info)} Python {info["python"]}, Home Assistant
 {info["homeassistant"]}, {info["influxd"]}, {info["victoria_metrics"]}.
 
 Reproduce: `scripts/bench` (sets up `.venv-bench` with the test toolchain plus
 `influxdb==5.3.2`, starts its own InfluxDB and VictoriaMetrics; takes about 45
 minutes with the defaults, 5 rounds and a 15-minute soak{this_run}).
-`scripts/bench --soak-minutes 0` leaves the soak out; one measurement alone is
+`scripts/bench --soak-minutes 0` leaves the soak out; `scripts/bench --only cpu
+--rounds 3` measures only the CPU rounds (CPU, throughput, JSON sinks) and keeps
+the other figures, `--before COMMIT` adds an older commit's HA Ingestor to those
+rounds; one measurement alone is
 `.venv-bench/bin/python benchmarks/scenario.py MODE KIND`, e.g. `latency ingestor
 --rate 1000 --seconds 10`, `soak ingestor --minutes 15 --rate 1000`, `v2 ingestor
---events 100000`.
+--events 100000`, `throughput ingestor_webhook`.
 
 Raw results (medians, and the ratios of each round):
 
@@ -968,11 +1329,36 @@ def main() -> None:
         action="store_true",
         help="measure nothing: rewrite the document from the raw medians it holds",
     )
+    parser.add_argument(
+        "--only",
+        type=lambda text: tuple(text.split(",")),
+        default=SECTIONS,
+        metavar=",".join(SECTIONS),
+        help="measure only these sections (comma-separated) and keep the rest of "
+        "the document's figures (e.g. --only cpu: CPU per event, throughput, "
+        "the JSON sinks)",
+    )
+    parser.add_argument(
+        "--before",
+        metavar="COMMIT",
+        help="also measure HA Ingestor (no JSON sink) from this commit's "
+        "custom_components in the CPU rounds, from a temporary git worktree",
+    )
+    parser.add_argument(
+        "--after",
+        metavar="COMMIT",
+        help="in the CPU rounds, load HA Ingestor from this commit's "
+        "custom_components (a temporary git worktree) instead of the working tree",
+    )
     args = parser.parse_args()
+    if unknown := set(args.only) - set(SECTIONS):
+        parser.error(f"unknown sections {sorted(unknown)}; pick from {SECTIONS}")
+    sections = tuple(section for section in SECTIONS if section in args.only)
+    if (args.before or args.after) and "cpu" not in sections:
+        parser.error("--before and --after are for the cpu section")
+    partial = sections != SECTIONS
     if args.render_only:
-        text = Path(args.output).read_text()
-        raw = text.split("```json\n", 1)[1].split("\n```", 1)[0]
-        results = json.loads(raw)
+        results = _raw(Path(args.output))
         if "v2" not in results or "1000" not in results["latency"]:
             raise SystemExit(
                 f"{args.output} predates the latency rates and the 2.x row: "
@@ -981,16 +1367,40 @@ def main() -> None:
     else:
         # Read before the run: the output may be the same file.
         previous = _previous_figures(Path(args.previous))
+        earlier: dict[str, Any] = {}
+        if partial:
+            try:
+                earlier = _raw(Path(args.output))
+            except (OSError, IndexError, ValueError) as err:
+                parser.error(f"--only keeps {args.output}'s other figures: {err}")
+            if "cpu" in sections:
+                # They belong to the CPU rounds: measured again or gone.
+                earlier.pop("sinks", None)
+                earlier.pop("before_after", None)
         began = time.monotonic()
-        results = run(
-            args.rounds,
-            args.events,
-            args.seconds,
-            args.outage_seconds,
-            args.soak_minutes,
-        )
-        results["run_minutes"] = (time.monotonic() - began) / 60
-        results["previous"] = previous
+        with contextlib.ExitStack() as stack:
+            before, after = (
+                stack.enter_context(Checkout(ref)) if ref else None
+                for ref in (args.before, args.after)
+            )
+            measured = run(args, sections, before, after)
+        minutes = (time.monotonic() - began) / 60
+        if partial:
+            measured.pop("rounds")
+            results = {**earlier, **measured}
+            results["partial"] = {
+                "sections": list(sections),
+                "rounds": args.rounds,
+                "generated": _now(),
+                "minutes": minutes,
+                "command": "scripts/bench " + " ".join(sys.argv[1:]),
+            }
+        else:
+            results = measured
+            results["generated"] = _now()
+            results["machine"] = versions()["cpu"]
+            results["run_minutes"] = minutes
+            results["previous"] = previous
     Path(args.output).parent.mkdir(exist_ok=True)
     Path(args.output).write_text(render(results, versions(), args))
     print(f"wrote {args.output}")

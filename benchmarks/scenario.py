@@ -1,12 +1,15 @@
 """One benchmark measurement in one fresh process: a real Home Assistant core (the
 test harness's ``hass``) with neither integration, with the built-in ``influxdb``
 integration, or with HA Ingestor, against a real InfluxDB 1.x (the ``v2`` mode: a
-2.x entry against VictoriaMetrics). Prints one JSON object. ``run.py`` runs these
-side by side and writes docs/benchmarks.md.
+2.x entry against VictoriaMetrics; ``ingestor_webhook``: HA Ingestor with its
+webhook sink on, posting to ``receiver.py`` in a process of its own). Prints one
+JSON object. ``run.py`` runs these side by side and writes docs/benchmarks.md.
 
 It needs nothing newer than commit 89a454b has (``tests/servers.py``, the
 entry's ``writer`` and ``pipeline``), so a copy of it measures that checkout too:
-the "before" of the 2.x row (docs/benchmarks.md, "2.x entry").
+the "before" of the 2.x row (docs/benchmarks.md, "2.x entry"). Or, without
+copying it, ``--components CHECKOUT`` loads another checkout's
+``custom_components`` (run.py's ``--before``).
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import resource
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, ClassVar
 from unittest.mock import patch
 
 import aiohttp
@@ -58,7 +62,10 @@ from pytest_homeassistant_custom_component.common import (
 from tests.servers import InfluxDB1Server, VictoriaMetricsServer
 
 ENTITIES = 1000
+DOMAIN = "ha_ingestor"
 DATABASE = "bench"
+KINDS = ("baseline", "listener", "builtin", "ingestor", "ingestor_webhook")
+WEBHOOK_SECRET = "bench-secret"
 
 
 def _resolver() -> AsyncResolver:
@@ -231,6 +238,48 @@ class VictoriaTarget(Target):
         return int(float(result[0]["value"][1])) if result else 0
 
 
+class WebhookReceiver(Target):
+    """``benchmarks/receiver.py`` in its own process (its CPU is not Home
+    Assistant's): answers 204 at once and counts the benchmark's events it got.
+    ``current`` is the one the ``ingestor_webhook`` kind posts to."""
+
+    current: ClassVar[WebhookReceiver | None] = None
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "benchmarks" / "receiver.py"),
+                f"--secret={WEBHOOK_SECRET}",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        port = self.process.stdout.readline().strip()
+        if not port.isdigit():
+            self.stop()
+            raise RuntimeError(f"the webhook receiver did not start: {port!r}")
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def counts(self, session: aiohttp.ClientSession) -> dict[str, int]:
+        async with session.get(f"{self.url}/count") as response:
+            counts: dict[str, int] = await response.json()
+        return counts
+
+    async def count(self, session: aiohttp.ClientSession) -> int:
+        return (await self.counts(session))["bench_events"]
+
+    def stop(self) -> None:
+        """Stop it by its pid."""
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
 # A point as HA Ingestor writes it in these runs (see the spool mode's replay).
 POINT = (
     "sensor,area=Room\\ {room},device=Meter\\ {n},device_class=power,"
@@ -319,7 +368,8 @@ async def settle(hass: HomeAssistant) -> None:
 async def setup_integration(
     hass: HomeAssistant, kind: str, server: InfluxDB1Server, options: dict[str, Any]
 ) -> MockConfigEntry | None:
-    """Set up nothing (baseline), the built-in influxdb, or HA Ingestor.
+    """Set up nothing (baseline), the built-in influxdb, or HA Ingestor (with
+    ``ingestor_webhook``, its webhook sink on too, posting to the receiver).
 
     ``listener`` is HA with one no-op ``state_changed`` listener: what any real
     install already pays (recorder, automations), because with a listener HA builds
@@ -346,6 +396,14 @@ async def setup_integration(
             },
         )
     else:
+        if kind == "ingestor_webhook":
+            receiver = WebhookReceiver.current
+            assert receiver is not None, "no webhook receiver running"
+            options = {
+                **options,
+                "webhook_url": f"{receiver.url}/",
+                "webhook_secret": WEBHOOK_SECRET,
+            }
         entry = MockConfigEntry(
             domain="ha_ingestor",
             data={
@@ -374,6 +432,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             server.create_database(DATABASE)
             if args.mode == "ceiling":
                 return await influxdb_ceiling(server, args.events)
+        if args.kind == "ingestor_webhook":
+            WebhookReceiver.current = WebhookReceiver()
         # The harness has no network/zeroconf set up; HA's shared session then
         # needs a plain resolver (the server is 127.0.0.1 anyway).
         with patch(
@@ -382,6 +442,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         ):
             return await _measure_in_hass(args, server, config_dir)
     finally:
+        if WebhookReceiver.current is not None:
+            WebhookReceiver.current.stop()
+            WebhookReceiver.current = None
         server.cleanup()
         shutil.rmtree(config_dir, ignore_errors=True)
 
@@ -411,18 +474,37 @@ async def mode_throughput(
     server: InfluxDB1Server,
     ids: list[str],
 ) -> dict[str, Any]:
-    """Fire N events as fast as the loop allows; wait until all are stored."""
+    """Fire N events as fast as the loop allows; wait until all are stored (with
+    the webhook on, also until the receiver has every event: the CPU counted
+    includes building, encoding, signing and posting them all)."""
     await setup_integration(hass, args.kind, server, {"batch_size": 5000})
     target = InfluxTarget(server)
+    receiver = WebhookReceiver.current
     await settle(hass)
     cpu0, wall0 = time.process_time(), time.monotonic()
     await fire_all(hass, ids, args.events)
     fired_s = time.monotonic() - wall0
     stored, wall = args.events, fired_s
+    webhook: dict[str, Any] = {}
+    done: list[tuple[int, float]] = []
     if args.kind not in ("baseline", "listener"):
-        stored, waited = await target.wait_for(args.events, timeout=600)
-        wall = fired_s + waited
+        waits = [target.wait_for(args.events, timeout=600)]
+        if receiver is not None:
+            waits.append(receiver.wait_for(args.events, timeout=600))
+        done = await asyncio.gather(*waits)
+        stored = min(count for count, _ in done)
+        wall = fired_s + max(waited for _, waited in done)
     cpu = time.process_time() - cpu0
+    if receiver is not None:
+        async with aiohttp.ClientSession() as session:
+            counts = await receiver.counts(session)
+        webhook = {
+            "stored_influxdb": done[0][0],
+            "received": counts["bench_events"],
+            "webhook_requests": counts["requests"],
+            "webhook_mb": counts["bytes"] / 1_048_576,
+            "bad_signatures": counts["bad_signatures"],
+        }
     return {
         "cpu_s": cpu,
         # Of which the garbage collector's passes (whoever's objects they free).
@@ -431,8 +513,10 @@ async def mode_throughput(
         "fire_s": fired_s,
         "wall_s": wall,
         "stored": stored,
-        # Points confirmed in InfluxDB per second, from the first event fired.
+        # Points confirmed in InfluxDB per second, from the first event fired
+        # (with the webhook on, confirmed in both).
         "events_per_s": stored / wall,
+        **webhook,
     }
 
 
@@ -913,14 +997,29 @@ MODES: dict[str, Mode] = {
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=sorted([*MODES, "ceiling"]))
-    parser.add_argument("kind", choices=["baseline", "listener", "builtin", "ingestor"])
+    parser.add_argument("kind", choices=KINDS)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=1000)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--minutes", type=float, default=15, help="the soak's length")
+    parser.add_argument(
+        "--components",
+        help="a checkout whose custom_components/ to load instead of this one's "
+        "(e.g. a `git worktree` of an older commit)",
+    )
     args = parser.parse_args()
+    if args.kind == "ingestor_webhook" and args.mode != "throughput":
+        parser.error("ingestor_webhook is measured in the throughput mode only")
+    if args.components:
+        if not Path(args.components, "custom_components", DOMAIN).is_dir():
+            parser.error(f"no custom_components/{DOMAIN} in {args.components}")
+        assert "custom_components" not in sys.modules
+        sys.path.insert(0, str(Path(args.components).resolve()))
     logging.basicConfig(level=logging.ERROR)
     result = asyncio.run(measure(args))
+    # Which checkout's integration was measured.
+    if module := sys.modules.get(f"custom_components.{DOMAIN}"):
+        result["integration"] = str(Path(str(module.__file__)).parent)
     result = {
         k: (round(v, 3) if isinstance(v, float) and math.isfinite(v) else v)
         for k, v in result.items()
