@@ -8,14 +8,31 @@ It follows the published API: ``POST /api/v2/write?org=&bucket=&precision=``
 whole batch rejected), and ``POST /api/v3/write_lp?db=&precision=&accept_partial=``
 (``Authorization: Bearer …``; 204, 400 partial write listing the refused lines,
 401, 404). Everything else is left to the real servers the tests also run.
+
+Reading back, for the export, reads the points stored by those writes:
+``POST /api/v2/query?org=`` (Flux in a JSON body ``{"query": …, "type": "flux"}``
+or as ``application/vnd.flux``; ``Authorization: Token …``; answers annotated CSV
+as InfluxDB 2.x does: ``#datatype``/``#group``/``#default`` rows, a header, one
+table per series, tables apart by an empty line, CRLF line ends) and
+``GET|POST /api/v3/query_sql`` (``db``, ``q``, ``format=jsonl|csv|parquet``;
+JSON Lines with null columns left out and ``time`` as Arrow shows a timestamp
+without a zone, CSV with a header; for Parquet fixed bytes with the Parquet
+magic, enough to check a pass-through). Only the narrow Flux and SQL that
+``custom_components/ha_ingestor/export.py`` generates are understood; anything
+else is answered 400, as a server answers a query it cannot compile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+import io
+import json
 import math
+import re
 import ssl
 from typing import Any
 
@@ -180,6 +197,8 @@ class FakeInfluxDB:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/api/v2/write", self._v2_write)
         app.router.add_post("/api/v3/write_lp", self._v3_write)
+        app.router.add_post("/api/v2/query", self._v2_query)
+        app.router.add_route("*", "/api/v3/query_sql", self._v3_query)
         app.router.add_get("/ping", self._ping)
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app)
@@ -401,3 +420,267 @@ class FakeInfluxDB:
             for point in good:
                 self._store(database, point, precision)
         return web.Response(status=204)
+
+    async def _v2_query(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        if not self._authorized(request, ("Token",)):
+            return web.json_response(
+                {"code": "unauthorized", "message": "unauthorized access"}, status=401
+            )
+        org = request.query.get("org", "")
+        if org not in self.orgs:
+            return web.json_response(
+                {
+                    "code": "not found",
+                    "message": f'organization name "{org}" not found',
+                },
+                status=404,
+            )
+        if request.content_type == "application/vnd.flux":
+            text = await request.text()
+        else:
+            body = await request.json()
+            if body.get("type", "flux") != "flux":
+                return web.json_response(
+                    {"code": "invalid", "message": "unsupported query type"}, status=400
+                )
+            text = body["query"]
+        if (match := _FLUX.match(text)) is None:
+            return web.json_response(
+                {"code": "invalid", "message": "compilation failed: unsupported query"},
+                status=400,
+            )
+        bucket = _flux_unquote(match["bucket"])
+        if bucket not in self.orgs[org]:
+            return web.json_response(
+                {
+                    "code": "not found",
+                    "message": "failed to initialize execute state: "
+                    f'could not find bucket "{bucket}"',
+                },
+                status=404,
+            )
+        entity_ids = (
+            {_flux_unquote(m) for m in re.findall(_FLUX_STRING, match["entities"])}
+            if match["entities"]
+            else None
+        )
+        points = _select(
+            self.points.get(bucket, []),
+            parse_rfc3339(match["start"]),
+            parse_rfc3339(match["stop"]),
+            _flux_unquote(match["measurement"]) if match["measurement"] else None,
+            entity_ids,
+        )
+        tables: dict[tuple[Any, ...], list[Point]] = {}
+        for point in points:
+            key = (point.measurement, tuple(sorted(point.tags.items())))
+            tables.setdefault(key, []).append(point)
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/csv; charset=utf-8"}
+        )
+        await response.prepare(request)
+        for number, (key, rows) in enumerate(sorted(tables.items())):
+            rows.sort(key=lambda point: point.time_ns or 0)
+            tag_keys = [tag for tag, _ in key[1]]
+            kinds: dict[str, type] = {}
+            for point in rows:
+                for name, value in point.fields.items():
+                    kinds.setdefault(name, type(value))
+            fields = sorted(kinds)
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\r\n")
+            if number:
+                out.write("\r\n")
+            writer.writerow(
+                ["#datatype", "string", "long", "string"]
+                + ["string"] * len(tag_keys)
+                + ["dateTime:RFC3339"]
+                + [_FLUX_TYPES[kinds[name]] for name in fields]
+            )
+            writer.writerow(
+                ["#group", "false", "false", "true"]
+                + ["true"] * len(tag_keys)
+                + ["false"] * (1 + len(fields))
+            )
+            writer.writerow(
+                ["#default", "_result"] + [""] * (3 + len(tag_keys) + len(fields))
+            )
+            writer.writerow(
+                ["", "result", "table", "_measurement", *tag_keys, "_time", *fields]
+            )
+            for point in rows:
+                writer.writerow(
+                    ["", "", str(number), point.measurement]
+                    + [point.tags[tag] for tag in tag_keys]
+                    + [_format_time(point.time_ns or 0, arrow=False)]
+                    + [
+                        _flux_value(point.fields[name]) if name in point.fields else ""
+                        for name in fields
+                    ]
+                )
+            await response.write(out.getvalue().encode())
+        await response.write_eof()
+        return response
+
+    async def _v3_query(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        if not self._authorized(request, ("Bearer", "Token")):
+            return web.json_response(
+                {"error": "the request was not authenticated", "data": None}, status=401
+            )
+        params: dict[str, Any] = (
+            dict(request.query) if request.method == "GET" else await request.json()
+        )
+        database = params.get("db", "")
+        if database not in self.databases:
+            return web.json_response(
+                {"error": f"database not found: {database}", "data": None}, status=404
+            )
+        try:
+            rows = self._sql_rows(database, params.get("q", ""))
+        except _QueryError as err:
+            return web.json_response(
+                {"error": str(err), "data": None}, status=err.status
+            )
+        fmt = params.get("format", "json")
+        if fmt == "parquet":
+            return web.Response(
+                body=PARQUET_BYTES, content_type="application/vnd.apache.parquet"
+            )
+        if fmt == "csv":
+            columns = list(dict.fromkeys(key for row in rows for key in row))
+            out = io.StringIO()
+            writer = csv.DictWriter(out, columns, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+            return web.Response(text=out.getvalue(), content_type="text/csv")
+        if fmt != "jsonl":
+            return web.json_response(
+                {"error": f"unsupported format {fmt!r}", "data": None}, status=400
+            )
+        response = web.StreamResponse(headers={"Content-Type": "application/jsonl"})
+        await response.prepare(request)
+        for row in rows:
+            await response.write((json.dumps(row) + "\n").encode())
+        await response.write_eof()
+        return response
+
+    def _sql_rows(self, database: str, query: str) -> list[dict[str, Any]]:
+        """The rows of the narrow SQL the exporter sends, in table column order."""
+        if (match := _SQL.match(query)) is None:
+            raise _QueryError(400, "error while planning query: unsupported query")
+        table = match["table"].replace('""', '"')
+        stored = [p for p in self.points.get(database, []) if p.measurement == table]
+        if not stored:
+            raise _QueryError(
+                400,
+                "error while planning query: Error during planning: "
+                f"table 'public.iox.{table}' not found",
+            )
+        tags = sorted({tag for point in stored for tag in point.tags})
+        fields = sorted({name for point in stored for name in point.fields})
+        entity_ids = None
+        if match["ids"]:
+            if "entity_id" not in tags:
+                raise _QueryError(400, "Schema error: No field named entity_id.")
+            entity_ids = {
+                _sql_unquote(m) for m in re.findall(_SQL_STRING, match["ids"])
+            }
+        points = _select(
+            stored,
+            parse_rfc3339(_sql_unquote(match["start"])),
+            parse_rfc3339(_sql_unquote(match["end"])),
+            None,
+            entity_ids,
+        )
+        points.sort(key=lambda point: point.time_ns or 0)
+        rows = []
+        for point in points[: int(match["limit"])]:
+            row: dict[str, Any] = {t: point.tags[t] for t in tags if t in point.tags}
+            row.update((f, point.fields[f]) for f in fields if f in point.fields)
+            row["time"] = _format_time(point.time_ns or 0, arrow=True)
+            rows.append(row)
+        return rows
+
+
+PARQUET_BYTES = b"PAR1 fake parquet body PAR1"
+
+_FLUX_STRING = r'"(?:[^"\\]|\\.)*"'
+_FLUX = re.compile(
+    rf"from\(bucket: (?P<bucket>{_FLUX_STRING})\)\n"
+    r"  \|> range\(start: (?P<start>\S+), stop: (?P<stop>\S+)\)\n"
+    r"(?:  \|> filter\(fn: \(r\) => r\._measurement == "
+    rf"(?P<measurement>{_FLUX_STRING})\)\n)?"
+    rf"(?:  \|> filter\(fn: \(r\) => (?P<entities>r\.entity_id == {_FLUX_STRING}"
+    rf"(?: or r\.entity_id == {_FLUX_STRING})*)\)\n)?"
+    r'  \|> pivot\(rowKey: \["_time"\], columnKey: \["_field"\], '
+    r'valueColumn: "_value"\)\n'
+    r'  \|> drop\(columns: \["_start", "_stop"\]\)\Z'
+)
+_SQL_STRING = r"'(?:[^']|'')*'"
+_SQL = re.compile(
+    r'SELECT \* FROM "(?P<table>(?:[^"]|"")*)" '
+    rf"WHERE time >= (?P<start>{_SQL_STRING}) AND time < (?P<end>{_SQL_STRING})"
+    rf'(?: AND "entity_id" IN \((?P<ids>{_SQL_STRING}(?:, {_SQL_STRING})*)\))?'
+    r" ORDER BY time LIMIT (?P<limit>\d+)\Z"
+)
+_FLUX_TYPES = {float: "double", int: "long", bool: "boolean", str: "string"}
+
+
+def _flux_unquote(literal: str) -> str:
+    return re.sub(r"\\(.)", r"\1", literal[1:-1])
+
+
+def _sql_unquote(literal: str) -> str:
+    return literal[1:-1].replace("''", "'")
+
+
+def parse_rfc3339(text: str) -> int:
+    """Nanoseconds since the epoch of an RFC 3339 time (fraction up to 9 digits)."""
+    match = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z", text)
+    if match is None:
+        raise ValueError(f"bad time {text!r}")
+    seconds = datetime.fromisoformat(match[1]).replace(tzinfo=UTC).timestamp()
+    return int(seconds) * 1_000_000_000 + int((match[2] or "").ljust(9, "0"))
+
+
+def _format_time(time_ns: int, *, arrow: bool) -> str:
+    """RFC 3339 text of a time: as Go's RFC3339Nano (fraction trimmed, ``Z``), or
+    as Arrow shows a timestamp without a zone (3, 6 or 9 digits, no zone)."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    text = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{nanos:09d}"
+    if arrow:
+        digits = next(n for n in (0, 3, 6, 9) if not int(fraction[n:] or 0))
+        return text + ("." + fraction[:digits] if digits else "")
+    return text + ("." + fraction.rstrip("0") if nanos else "") + "Z"
+
+
+def _flux_value(value: float | int | bool | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class _QueryError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _select(
+    points: list[Point],
+    start: int,
+    end: int,
+    measurement: str | None,
+    entity_ids: set[str] | None,
+) -> list[Point]:
+    return [
+        point
+        for point in points
+        if point.time_ns is not None
+        and start <= point.time_ns < end
+        and (measurement is None or point.measurement == measurement)
+        and (entity_ids is None or point.tags.get("entity_id") in entity_ids)
+    ]
