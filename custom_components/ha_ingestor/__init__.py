@@ -22,6 +22,7 @@ from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.typing import ConfigType
 
 from . import issues
+from .backfill import Backfill
 from .capture import Capture
 from .config_flow import OPTIONS_FLOW_RELOADS
 from .const import CONF_API_VERSION, DOMAIN
@@ -30,6 +31,7 @@ from .coordinator import IngestorCoordinator
 from .enriched import EnrichedEvents
 from .enrichment import Enricher
 from .entity import async_remove_stale_sink_entities
+from .export import ExportView
 from .filters import EntityFilter
 from .health import PipelineHooks
 from .line_protocol import LineEncoder
@@ -60,6 +62,7 @@ class IngestorData:
     enricher: Enricher
     capture: Capture
     coordinator: IngestorCoordinator
+    backfill: Backfill
     # The webhook sink: its own pipeline (and spool) with the same mechanism.
     webhook: Pipeline | None = None
     webhook_stats: IngestorStats | None = None
@@ -75,8 +78,9 @@ def spool_path(hass: HomeAssistant, entry: ConfigEntry) -> Path:
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the integration's services."""
+    """Register the integration's services and its export view."""
     async_setup_services(hass)
+    hass.http.register_view(ExportView())
     return True
 
 
@@ -135,6 +139,16 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         republisher=republisher,
     )
     pipeline.health.hooks.changed = coordinator.async_pipeline_changed
+    # Without context entities: their values now are not those of the past.
+    backfill = Backfill(
+        hass,
+        entry,
+        PointBuilder(options, enricher, encoder, stats, privacy),
+        pipeline,
+        coordinator,
+        stats,
+        options.batch_size,
+    )
     if webhook is not None:
         webhook.health.hooks.changed = coordinator.async_pipeline_changed
     entry.runtime_data = IngestorData(
@@ -145,6 +159,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         enricher=enricher,
         capture=capture,
         coordinator=coordinator,
+        backfill=backfill,
         webhook=webhook,
         webhook_stats=webhook_stats,
         republisher=republisher,
@@ -185,6 +200,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
     await coordinator.async_config_entry_first_refresh()
     async_remove_stale_sink_entities(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    await backfill.async_resume()
     return True
 
 
@@ -265,6 +281,8 @@ async def async_unload_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) 
     """Stop capturing, write what is queued in time, spool the rest, close."""
     data = entry.runtime_data
     data.capture.async_stop()
+    # Before the pipeline closes: what the backfill handed over is written.
+    await data.backfill.async_stop()
     if data.republisher is not None:
         await data.republisher.async_stop()
     await asyncio.gather(

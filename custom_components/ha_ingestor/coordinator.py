@@ -26,6 +26,7 @@ from .stats import IngestorStats
 
 if TYPE_CHECKING:
     from . import HaIngestorConfigEntry
+    from .backfill import BackfillProgress
 
 UPDATE_INTERVAL: Final = timedelta(seconds=30)
 # Entities follow a change that matters at most this often.
@@ -59,6 +60,8 @@ class IngestorHealth:
     republish_sent: int = 0
     republish_dropped: int = 0
     republish_connected: bool | None = None
+    # The running backfill, or the last one since setup.
+    backfill: BackfillProgress | None = None
 
 
 class IngestorCoordinator(DataUpdateCoordinator[IngestorHealth]):
@@ -96,12 +99,19 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorHealth]):
         self._events_rate: float | None = None
         self._oldest_spooled_ns: int | None = None
         self._sw_version: str | None = None
+        self._backfill: BackfillProgress | None = None
 
     @callback
     def async_pipeline_changed(self) -> None:
         """Connected flipped or points were dropped: refresh now, or once the
         last such refresh is ``REFRESH_COOLDOWN`` old."""
         self._soon.async_schedule_call()
+
+    @callback
+    def async_backfill_changed(self, progress: BackfillProgress) -> None:
+        """The backfill moved on: show it now (no I/O)."""
+        self._backfill = progress
+        self.async_set_updated_data(self.snapshot())
 
     async def _async_update_data(self) -> IngestorHealth:
         stats = self._stats
@@ -140,6 +150,7 @@ class IngestorCoordinator(DataUpdateCoordinator[IngestorHealth]):
             if times
             else 0.0,
             connected=pipeline.connected,
+            backfill=self._backfill,
             **self._sinks(),
         )
 

@@ -20,7 +20,12 @@ from homeassistant.components.sensor import (
     SensorExtraStoredData,
     SensorStateClass,
 )
-from homeassistant.const import EntityCategory, UnitOfInformation, UnitOfTime
+from homeassistant.const import (
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfInformation,
+    UnitOfTime,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.helpers.typing import StateType
@@ -42,6 +47,7 @@ class IngestorSensorDescription(SensorEntityDescription):
     """A value of the latest snapshot."""
 
     value_fn: Callable[[IngestorHealth], StateType | datetime]
+    attributes_fn: Callable[[IngestorHealth], dict[str, str | int] | None] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,6 +207,16 @@ SENSORS: tuple[IngestorSensorDescription, ...] = (
         suggested_display_precision=0,
         value_fn=lambda health: health.oldest_unsent_s,
     ),
+    IngestorSensorDescription(
+        key="backfill_progress",
+        translation_key="backfill_progress",
+        native_unit_of_measurement=PERCENTAGE,
+        suggested_display_precision=1,
+        value_fn=lambda health: health.backfill.percent if health.backfill else None,
+        attributes_fn=lambda health: (
+            health.backfill.attributes() if health.backfill else None
+        ),
+    ),
 )
 
 
@@ -232,6 +248,13 @@ class IngestorSensor(IngestorEntity, SensorEntity):
     def native_value(self) -> StateType | datetime:
         """The value as of the last refresh."""
         return self.entity_description.value_fn(self.coordinator.data)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, str | int] | None:
+        """The attributes as of the last refresh, for those that have any."""
+        if (attributes_fn := self.entity_description.attributes_fn) is None:
+            return None
+        return attributes_fn(self.coordinator.data)
 
 
 class IngestorCounter(IngestorEntity, RestoreSensor):

@@ -1,4 +1,5 @@
-"""Service actions: flush now, retry or purge the dead letters.
+"""Service actions: flush now, retry or purge the dead letters, backfill from
+the recorder's history and cancel that.
 
 Each answers per entry, keyed by the entry's title: what a user sees and picks.
 """
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import ATTR_ENTITY_ID
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -20,8 +22,10 @@ from homeassistant.core import (
 )
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
+from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonValueType
 
+from .backfill import recorder_loaded
 from .const import DOMAIN, LOGGER
 from .spool import SpoolError
 
@@ -37,7 +41,19 @@ ATTR_CONFIG_ENTRY_ID = "config_entry_id"
 SERVICE_FLUSH = "flush"
 SERVICE_RETRY_DEAD_LETTERS = "retry_dead_letters"
 SERVICE_PURGE_DEAD_LETTERS = "purge_dead_letters"
+SERVICE_BACKFILL = "backfill"
+SERVICE_CANCEL_BACKFILL = "cancel_backfill"
+ATTR_START = "start"
+ATTR_END = "end"
 SCHEMA = vol.Schema({vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string})
+BACKFILL_SCHEMA = vol.Schema(
+    {
+        vol.Required(ATTR_START): cv.datetime,
+        vol.Optional(ATTR_END): cv.datetime,
+        vol.Optional(ATTR_ENTITY_ID): cv.entity_ids,
+        vol.Optional(ATTR_CONFIG_ENTRY_ID): cv.string,
+    }
+)
 
 
 def _entries(call: ServiceCall) -> dict[str, HaIngestorConfigEntry]:
@@ -109,6 +125,55 @@ async def _async_purge_dead_letters(call: ServiceCall) -> ServiceResponse:
     return {"purged": purged}
 
 
+async def _async_backfill(call: ServiceCall) -> ServiceResponse:
+    """Start a backfill on each entry; with a response asked for, wait for
+    them to end and answer their totals."""
+    entries = _entries(call)
+    if not recorder_loaded(call.hass):
+        raise ServiceValidationError(
+            translation_domain=DOMAIN, translation_key="recorder_not_loaded"
+        )
+    now = dt_util.utcnow()
+    # A time without a zone is Home Assistant's local time, as the UI sends it.
+    start = dt_util.as_utc(call.data[ATTR_START])
+    end = min(dt_util.as_utc(call.data.get(ATTR_END) or now), now)
+    if end <= start:
+        raise ServiceValidationError(
+            translation_domain=DOMAIN,
+            translation_key="backfill_end_before_start",
+            translation_placeholders={
+                "start": dt_util.as_local(start).isoformat(),
+                "end": dt_util.as_local(end).isoformat(),
+            },
+        )
+    for key, entry in entries.items():
+        if entry.runtime_data.backfill.running:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="backfill_running",
+                translation_placeholders={"entry": key},
+            )
+    entity_ids = call.data.get(ATTR_ENTITY_ID)
+    runs = {
+        key: entry.runtime_data.backfill.async_start(start, end, entity_ids)
+        for key, entry in entries.items()
+    }
+    if not call.return_response:
+        return None
+    backfilled: dict[str, JsonValueType] = {}
+    for key, done in runs.items():
+        # Shielded: a caller that stops waiting does not stop the backfill.
+        backfilled[key] = (await asyncio.shield(done)).response()
+    return {"backfilled": backfilled}
+
+
+async def _async_cancel_backfill(call: ServiceCall) -> ServiceResponse:
+    cancelled: dict[str, JsonValueType] = {}
+    for key, entry in _entries(call).items():
+        cancelled[key] = await entry.runtime_data.backfill.async_cancel() is not None
+    return {"cancelled": cancelled}
+
+
 async def _async_spool_job(hass: HomeAssistant, job: Callable[[], int]) -> int:
     try:
         return await hass.async_add_executor_job(job)
@@ -127,6 +192,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_FLUSH, _async_flush),
         (SERVICE_RETRY_DEAD_LETTERS, _async_retry_dead_letters),
         (SERVICE_PURGE_DEAD_LETTERS, _async_purge_dead_letters),
+        (SERVICE_CANCEL_BACKFILL, _async_cancel_backfill),
     ):
         hass.services.async_register(
             DOMAIN,
@@ -135,3 +201,10 @@ def async_setup_services(hass: HomeAssistant) -> None:
             schema=SCHEMA,
             supports_response=SupportsResponse.OPTIONAL,
         )
+    hass.services.async_register(
+        DOMAIN,
+        SERVICE_BACKFILL,
+        _async_backfill,
+        schema=BACKFILL_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
+    )
