@@ -55,6 +55,23 @@ def only_platforms(platforms: list[Platform]) -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def topology() -> bool:
+    """No ``ha_topology`` points unless a test asks for them: one per entity
+    would land in InfluxDB beside the points a test counts."""
+    return False
+
+
+@pytest.fixture(autouse=True)
+def only_topology(topology: bool) -> Iterator[None]:
+    """Write the topology only where the test's ``topology`` fixture says so."""
+    if topology:
+        yield
+        return
+    with patch("custom_components.ha_ingestor.topology.TopologyWriter.write"):
+        yield
+
+
 @contextmanager
 def _sockets_allowed() -> Iterator[None]:
     """Let a session fixture talk to the server it starts.

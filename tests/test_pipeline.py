@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-import inspect
 from typing import Any
 from unittest.mock import patch
 
@@ -27,6 +26,7 @@ from custom_components.ha_ingestor.const import DOMAIN
 from custom_components.ha_ingestor.points import nanoseconds, timestamp_nanoseconds
 
 from .fake_influxdb import FakeInfluxDB
+from .registries import via
 from .servers import InfluxDB1Server, MosquittoServer, VictoriaMetricsServer
 
 
@@ -56,14 +56,6 @@ async def _eventually(
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not reached")
-
-
-def _via(parent: dr.DeviceEntry) -> dict[str, Any]:
-    """The parent-device argument: ``via_device_id`` since HA 2026.x."""
-    parameters = inspect.signature(dr.DeviceRegistry.async_get_or_create).parameters
-    if "via_device_id" in parameters:
-        return {"via_device_id": parent.id}
-    return {"via_device": next(iter(parent.identifiers))}
 
 
 def _device_of(hass: HomeAssistant, entity_id: str) -> dr.DeviceEntry:
@@ -105,7 +97,7 @@ def _home_registries(hass: HomeAssistant, count: int) -> list[str]:
             name=f"Sensor {index}",
             manufacturer="Acme",
             model="Thermo 2",
-            **_via(hub),
+            **via(hub),
         )
         devices.async_update_device(
             device.id,

@@ -44,7 +44,10 @@ from .services import async_setup_services
 from .sinks import JsonSinks
 from .spool import Spool
 from .stats import IngestorStats
+from .stream import LiveStream
+from .topology import TopologyWriter
 from .webhook import create_webhook_writer
+from .websocket_api import async_register_commands
 from .writer import InfluxWriter, WriteError, async_create_writer
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -63,6 +66,8 @@ class IngestorData:
     capture: Capture
     coordinator: IngestorCoordinator
     backfill: Backfill
+    # The JSON fan-out, the live stream and the ring of recent events.
+    sinks: JsonSinks
     # The webhook sink: its own pipeline (and spool) with the same mechanism.
     webhook: Pipeline | None = None
     webhook_stats: IngestorStats | None = None
@@ -78,8 +83,9 @@ def spool_path(hass: HomeAssistant, entry: ConfigEntry) -> Path:
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
-    """Register the integration's services and its export view."""
+    """Register the integration's services, WebSocket commands and export view."""
     async_setup_services(hass)
+    async_register_commands(hass)
     hass.http.register_view(ExportView())
     return True
 
@@ -114,12 +120,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         else None
     )
     webhook, webhook_stats, republisher = await _async_json_sinks(hass, entry, options)
-    sinks = (
-        JsonSinks(
-            EnrichedEvents(options, enricher, privacy, context), webhook, republisher
-        )
-        if options.json_sinks
-        else None
+    stream = LiveStream(hass, _noop)
+    sinks = JsonSinks(
+        EnrichedEvents(options, enricher, privacy, context),
+        webhook,
+        republisher,
+        stream,
     )
     capture = Capture(
         hass,
@@ -130,6 +136,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         stats,
         sinks,
     )
+    stream.on_change = capture.async_sinks_changed
     coordinator = IngestorCoordinator(
         hass,
         entry,
@@ -163,14 +170,19 @@ async def async_setup_entry(hass: HomeAssistant, entry: HaIngestorConfigEntry) -
         webhook=webhook,
         webhook_stats=webhook_stats,
         republisher=republisher,
+        sinks=sinks,
     )
     for unsub in await enricher.async_start():
         entry.async_on_unload(unsub)
     if context is not None:
         # Before capture's listener: a context entity's change is seen first.
         entry.async_on_unload(context.async_start())
+    entry.async_on_unload(
+        TopologyWriter(hass, enricher, encoder, pipeline.add).async_start()
+    )
     capture.async_start()
     entry.async_on_unload(capture.async_stop)
+    entry.async_on_unload(stream.async_stop)
     pipeline.async_start(entry)
     if webhook is not None:
         webhook.async_start(entry)

@@ -32,10 +32,8 @@ from .const import DOMAIN, LOGGER
 from .models import IngestorOptions
 from .pipeline import Pipeline
 from .points import PointBuilder
+from .sinks import JsonSinks, MqttMessage
 from .stats import IngestorStats
-
-if TYPE_CHECKING:
-    from .sinks import JsonSinks
 
 if TYPE_CHECKING:
     from homeassistant.components.mqtt import ReceiveMessage
@@ -93,7 +91,7 @@ class Capture:
         builder: PointBuilder,
         pipeline: Pipeline,
         stats: IngestorStats,
-        sinks: JsonSinks | None = None,
+        sinks: JsonSinks,
     ) -> None:
         self._hass = hass
         self._entry = entry
@@ -102,11 +100,14 @@ class Capture:
         self._pipeline = pipeline
         self._stats = stats
         self._sinks = sinks
-        # With JSON sinks, points go through _add_and_mark, which tells the
-        # state callback that the state was recorded (not filtered or a repeat);
-        # without them the per-event path is exactly as it is without sinks.
-        self._add_point = pipeline.add_point if sinks is None else self._add_and_mark
+        self._remember = sinks.recent.append
+        # While a JSON sink is active, points go through _add_and_mark, which
+        # tells the state callback that the state was recorded (not filtered or
+        # a repeat); otherwise the per-event path builds no enriched event.
+        self._add_point = pipeline.add_point
         self._marked = False
+        self._state_unsub: Callable[[], None] | None = None
+        self._listening = False
         self._dedup = (
             Deduplicator(options.dedup_window) if options.dedup_window else None
         )
@@ -118,19 +119,15 @@ class Capture:
     @callback
     def async_start(self) -> None:
         """Start listening."""
+        self._listening = True
         self._unsubs = unsubs = [
-            self._hass.bus.async_listen(
-                event_type,
-                (
-                    self._on_state_changed
-                    if self._sinks is None
-                    else self._on_state_changed_to_sinks
-                )
-                if event_type == EVENT_STATE_CHANGED
-                else self._on_event,
-            )
+            self._hass.bus.async_listen(event_type, self._on_event)
             for event_type in self._options.event_types
+            if event_type != EVENT_STATE_CHANGED
         ]
+        if EVENT_STATE_CHANGED in self._options.event_types:
+            self.async_sinks_changed()
+            unsubs.append(self._async_stop_states)
         if self._options.mqtt_topics:
             unsubs.append(
                 async_dispatcher_connect(
@@ -144,8 +141,29 @@ class Capture:
     @callback
     def async_stop(self) -> None:
         """Stop listening (idempotent)."""
+        self._listening = False
         while self._unsubs:
             self._unsubs.pop()()
+
+    @callback
+    def async_sinks_changed(self) -> None:
+        """Listen to state changes with the callback that suits the JSON sinks:
+        the one that also builds enriched events only while a sink wants them."""
+        if not self._listening or EVENT_STATE_CHANGED not in self._options.event_types:
+            return
+        self._async_stop_states()
+        active = self._sinks.active
+        self._add_point = self._add_and_mark if active else self._pipeline.add_point
+        self._state_unsub = self._hass.bus.async_listen(
+            EVENT_STATE_CHANGED,
+            self._on_state_changed_to_sinks if active else self._on_state_changed,
+        )
+
+    @callback
+    def _async_stop_states(self) -> None:
+        if self._state_unsub is not None:
+            self._state_unsub()
+            self._state_unsub = None
 
     def _invalid(self, kind: str, err: Exception) -> None:
         self._stats.invalid += 1
@@ -173,6 +191,7 @@ class Capture:
                 self._stats.deduplicated += 1
                 return
             self._builder.add_state(state, self._add_point)
+            self._remember(state)
         except Exception as err:
             self._invalid("state change", err)
 
@@ -186,7 +205,7 @@ class Capture:
         """The state callback, then the JSON sinks for a recorded state."""
         self._marked = False
         self._on_state_changed(event)
-        if self._marked and self._sinks is not None:
+        if self._marked:
             try:
                 self._sinks.state(event.data["new_state"])
             except Exception as err:
@@ -203,7 +222,8 @@ class Capture:
         if line is None:
             return
         self._pipeline.add(line)
-        if self._sinks is not None:
+        self._remember(event)
+        if self._sinks.active:
             try:
                 self._sinks.bus_event(event)
             except Exception as err:
@@ -234,16 +254,18 @@ class Capture:
         if line is None:
             return
         self._pipeline.add(line)
-        if self._sinks is not None:
-            try:
-                self._sinks.mqtt(
-                    message.topic,
-                    self._builder.payload_text(message.payload),
-                    now,
-                    retained,
-                )
-            except Exception as err:
-                self._invalid("MQTT message", err)
+        try:
+            recorded = MqttMessage(
+                message.topic,
+                self._builder.payload_text(message.payload),
+                now,
+                retained,
+            )
+            self._remember(recorded)
+            if self._sinks.active:
+                self._sinks.mqtt(recorded)
+        except Exception as err:
+            self._invalid("MQTT message", err)
 
     @callback
     def _on_entry_changed(self, change: ConfigEntryChange, entry: ConfigEntry) -> None:

@@ -85,6 +85,14 @@ class EnrichedEvents:
             event["context"] = self._context.values
         return event
 
+    def included(self, entity_id: str, attributes: Mapping[str, Any]) -> bool:
+        """Whether the filters record this entity."""
+        return self._enricher.entity(entity_id, attributes).included
+
+    def area_id(self, entity_id: str, attributes: Mapping[str, Any]) -> str | None:
+        """The id of the entity's area (its own, else its device's)."""
+        return self._enricher.entity(entity_id, attributes).area_id
+
     def bus_event(self, event: Event[Any]) -> dict[str, Any]:
         """Any other bus event, its data as Home Assistant fired it (privacy
         applied)."""

@@ -66,6 +66,8 @@ class EntityInfo:
     shared_bucket: int = -1
     # The registry context as the JSON form of an event names it.
     tags: Mapping[str, str | None] | None = None
+    # For live-stream filters by area id (the tags hold its name).
+    area_id: str | None = None
 
 
 def _attribute_key(attributes: Mapping[str, Any]) -> tuple[Any, Any, Any]:
@@ -258,6 +260,7 @@ class Enricher:
             else "",
             built_from=_attribute_key(attributes),
             tags=tags,
+            area_id=area_id,
         )
 
     def _measurement(

@@ -18,6 +18,7 @@ from typing import Final
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError
 
 from .const import DOMAIN, LOGGER
 from .models import IngestorOptions
@@ -25,7 +26,9 @@ from .models import IngestorOptions
 # Enough for a burst of a few seconds in a busy house; beyond it the broker is
 # not keeping up and newer messages are dropped.
 MAX_QUEUED: Final = 10_000
-PUBLISH_TIMEOUT: Final = 10.0
+# Longer than HA's own wait for the broker's acknowledgement (10 s), so HA's
+# verdict comes first.
+PUBLISH_TIMEOUT: Final = 15.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-.]")
 
 
@@ -62,6 +65,7 @@ class Republisher:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._told_down = False
+        self._told_error = False
         self.stats = RepublishStats()
 
     @callback
@@ -109,9 +113,19 @@ class Republisher:
                         await mqtt.async_publish(
                             self._hass, topic, payload, self._qos, self._retain
                         )
-                except Exception as err:  # the task must outlive any MQTT error
+                except (HomeAssistantError, TimeoutError) as err:
                     self.stats.dropped += 1
                     LOGGER.debug("MQTT republish of %s failed: %r", topic, err)
+                    continue
+                except Exception as err:  # the task must outlive any MQTT error
+                    self.stats.dropped += 1
+                    if not self._told_error:
+                        self._told_error = True
+                        LOGGER.warning(
+                            "Unexpected error while republishing to MQTT; further "
+                            "ones are counted as dropped",
+                            exc_info=err,
+                        )
                     continue
                 self.stats.sent += 1
 
