@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from homeassistant.const import EVENT_STATE_CHANGED
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
-from homeassistant.helpers.event import async_track_state_change_event
 
 from .line_protocol import LineEncoder
 from .models import IngestorOptions
@@ -53,13 +53,20 @@ class ContextEntities:
 
     @callback
     def async_start(self) -> Callable[[], None]:
-        """Read the current states and follow their changes. Registered before
-        capture's listener, so a context entity's own change is seen first."""
+        """Read the current states and follow their changes. A bus listener of
+        its own, registered before capture's: bus callbacks run in the order
+        they were registered, so a context entity's own change (and any change
+        after it) already sees its new value. (A state-change tracker may run a
+        loop turn later on older Home Assistant releases.)"""
         self._refresh()
-        if not self._entity_ids:
-            return lambda: None
-        return async_track_state_change_event(
-            self._hass, self._entity_ids, self._on_state_changed
+        watched = frozenset(self._entity_ids)
+
+        @callback
+        def _is_context(event_data: EventStateChangedData) -> bool:
+            return event_data["entity_id"] in watched
+
+        return self._hass.bus.async_listen(
+            EVENT_STATE_CHANGED, self._on_state_changed, event_filter=_is_context
         )
 
     @callback
