@@ -1,18 +1,22 @@
 """Install what a real ``hass`` with its UI needs that this virtualenv lacks.
 
-The test harness installs Home Assistant without the packages of its own default
-integrations (the frontend, hassil for conversation, …): ``hass --skip-pip`` would
-fail to set those up and the UI would never load. This walks the integrations Home
-Assistant sets up for the configuration of tests/hass_process.py and the demo, for
-MQTT, HA Ingestor and onboarding, with their dependencies, after-dependencies and
-discovery integrations (as ``homeassistant.requirements`` does), and prints every
-pinned requirement of their manifests that is not installed. ``--install`` installs
-them under Home Assistant's own constraints, as ``hass`` would without
-``--skip-pip``.
+In the demo's own virtualenv that starts with Home Assistant itself (and what the
+demo imports: demo/requirements_hass.txt); the tests' virtualenv has it from the test
+harness, which pins it. Beyond that, the test harness installs Home Assistant
+without the packages of its own default integrations (the frontend, hassil for
+conversation, …): ``hass --skip-pip`` would fail to set those up and the UI would
+never load. This walks the integrations Home Assistant sets up for the configuration
+of tests/hass_process.py and the demo, for MQTT, HA Ingestor and onboarding, with
+their dependencies, after-dependencies and discovery integrations (as
+``homeassistant.requirements`` does), and prints every pinned requirement of their
+manifests that is not installed. ``--install`` installs them under Home Assistant's
+own constraints, as ``hass`` would without ``--skip-pip`` — with uv when the
+virtualenv has it (the demo's: parallel downloads and builds, see scripts/demo).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -20,29 +24,39 @@ import subprocess
 import sys
 import sysconfig
 
-import homeassistant
-from homeassistant import bootstrap, requirements
-import homeassistant.components
-from homeassistant.util.package import is_installed
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from demo.run import CONFIGURATION as DEMO_CONFIGURATION
-from tests.hass_process import CONFIGURATION
-
-BUILT_IN = Path(homeassistant.components.__file__).parent
+HOME_ASSISTANT = ROOT / "demo" / "requirements_hass.txt"
 CUSTOM = ROOT / "custom_components"
 # What onboarding sets up that works offline; it also offers met and radio_browser,
 # which need the internet: without their packages nothing is set up for them (their
 # flows fail to load, as hass's log says).
 ONBOARDING = ("google_translate", "shopping_list")
 INCLUDE = Path(sysconfig.get_paths()["include"])
+UV = Path(sys.executable).with_name("uv")
+
+
+def installer() -> list[str]:
+    if UV.exists():
+        return [str(UV), "pip", "install", "-q", "--python", sys.executable]
+    return [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+
+
+def install_home_assistant() -> int:
+    """Home Assistant itself where no test harness brought it (a no-op check when
+    it is installed already)."""
+    if importlib.util.find_spec("pytest_homeassistant_custom_component"):
+        return 0
+    return subprocess.run(
+        [*installer(), "-r", str(HOME_ASSISTANT)], check=False
+    ).returncode
 
 
 def manifest(domain: str) -> dict[str, object] | None:
-    for folder in (CUSTOM, BUILT_IN):
+    import homeassistant.components
+
+    for folder in (CUSTOM, Path(homeassistant.components.__file__).parent):
         if (path := folder / domain / "manifest.json").exists():
             loaded: dict[str, object] = json.loads(path.read_text())
             return loaded
@@ -50,6 +64,13 @@ def manifest(domain: str) -> dict[str, object] | None:
 
 
 def needed_requirements() -> list[str]:
+    # Imported here: Home Assistant may have been installed by this very run.
+    from homeassistant import bootstrap, requirements
+    import yaml
+
+    from demo.run import CONFIGURATION as DEMO_CONFIGURATION
+    from tests.hass_process import CONFIGURATION
+
     configured = yaml.safe_load(CONFIGURATION.format(port=8123) + DEMO_CONFIGURATION)
     todo = [
         *bootstrap.CORE_INTEGRATIONS,
@@ -78,8 +99,14 @@ def needed_requirements() -> list[str]:
 
 
 def main() -> int:
+    install = "--install" in sys.argv
+    if install and (code := install_home_assistant()):
+        return code
+    import homeassistant
+    from homeassistant.util.package import is_installed
+
     missing = [r for r in needed_requirements() if not is_installed(r)]
-    if "--install" not in sys.argv:
+    if not install:
         print("\n".join(missing))
         return 0
     if not missing:
@@ -89,9 +116,8 @@ def main() -> int:
     # built here: Debian's Python.h includes <x86_64-linux-gnu/python3.x/pyconfig.h>,
     # which a private root (scripts/python314) holds beside it, not in /usr/include.
     cppflags = f"{os.environ.get('CPPFLAGS', '')} -I{INCLUDE.parent}"
-    pip = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     done = subprocess.run(
-        [*pip, "--constraint", str(constraints), *missing],
+        [*installer(), "--constraint", str(constraints), *missing],
         env={**os.environ, "CPPFLAGS": cppflags},
         check=False,
     )

@@ -58,6 +58,7 @@ DEVICE_NAME = "HA Ingestor"
 # Off by default; the dashboard shows it.
 ENABLED_ENTITIES = ("events_rate",)
 LANDING_TIMEOUT = 30
+BRIDGE_STATE = "zigbee2mqtt/bridge/state"
 
 CONFIGURATION = """\
 recorder:
@@ -126,7 +127,7 @@ def discovery_messages() -> list[tuple[str, str]]:
             {
                 "name": "Connection state",
                 "unique_id": "demo_bridge_state",
-                "state_topic": "zigbee2mqtt/bridge/state",
+                "state_topic": BRIDGE_STATE,
                 "device": bridge,
             },
         )
@@ -296,29 +297,37 @@ async def running_home() -> AsyncIterator[Home]:
         influxdb.cleanup()
 
 
-async def set_up(home: Home) -> None:
-    api = home.api
+async def add_integrations(
+    api: HomeAssistantClient, influxdb: InfluxDB1Server, mosquitto: MosquittoServer
+) -> str:
+    """Onboard, then add MQTT and HA Ingestor (writing to InfluxDB's ``home``
+    database) with their config flows; HA Ingestor's entry id."""
     await api.onboard()
     await api.config_flow(
         "mqtt",
         {
             "broker": "127.0.0.1",
-            "port": home.mosquitto.port,
+            "port": mosquitto.port,
             # The form's collapsed section, as the UI sends it.
             "other_settings": {"set_client_cert": False, "set_ca_cert": "off"},
         },
     )
-    home.entry_id = await api.config_flow(
+    return await api.config_flow(
         "ha_ingestor",
         {"next_step_id": "v1"},
         {
-            "url": home.influxdb.url,
+            "url": influxdb.url,
             "database": DATABASE,
-            "username": home.influxdb.admin_user,
-            "password": home.influxdb.admin_password,
+            "username": influxdb.admin_user,
+            "password": influxdb.admin_password,
             "verify_ssl": True,
         },
     )
+
+
+async def set_up(home: Home) -> None:
+    api = home.api
+    home.entry_id = await add_integrations(api, home.influxdb, home.mosquitto)
     await api.options_flow(
         home.entry_id,
         {
@@ -340,9 +349,7 @@ async def set_up(home: Home) -> None:
             {"entity_id": "automation.hallway_light_follows_motion"},
         )
     print("Onboarded, MQTT and HA Ingestor added through their config flows.")
-    await home.publish(
-        [*discovery_messages(), ("zigbee2mqtt/bridge/state", "online")], retain=True
-    )
+    await home.publish([*discovery_messages(), (BRIDGE_STATE, "online")], retain=True)
     await organise_home(api)
     await api.ws(
         "lovelace/dashboards/create",
@@ -357,6 +364,7 @@ async def set_up(home: Home) -> None:
         url_path=DASHBOARD_PATH,
         config=yaml.safe_load(DASHBOARD.read_text()),
     )
+    await subscribed(home)
 
 
 async def name_device(api: HomeAssistantClient, entry_id: str) -> None:
@@ -433,12 +441,29 @@ async def organise_home(api: HomeAssistantClient) -> None:
             )
 
 
+async def subscribed(home: Home) -> None:
+    """Until a bridge state published now has landed: HA Ingestor's MQTT
+    subscription, renewed by the reloads above, goes live a while after them, and
+    readings published before would be lost. Not retained: by default HA Ingestor
+    skips what a new subscription replays."""
+    deadline = time.monotonic() + LANDING_TIMEOUT
+    query = f'SELECT * FROM "mqtt" WHERE "topic" = \'{BRIDGE_STATE}\''
+    while not home.influxdb.rows(DATABASE, query):
+        if time.monotonic() > deadline:
+            raise RuntimeError("HA Ingestor recorded no MQTT message")
+        await home.publish([(BRIDGE_STATE, "online")], retain=False)
+        await asyncio.sleep(0.5)
+
+
 async def wait_until_landed(home: Home) -> None:
-    """Until InfluxDB holds a point for every MQTT message published and HA
+    """Until InfluxDB holds a point for every MQTT reading published and HA
     Ingestor holds nothing in memory: then what the report counts has landed."""
     deadline = time.monotonic() + LANDING_TIMEOUT
     while True:
-        rows = home.influxdb.rows(DATABASE, 'SELECT count("payload") FROM "mqtt"')
+        rows = home.influxdb.rows(
+            DATABASE,
+            f'SELECT count("payload") FROM "mqtt" WHERE "topic" != \'{BRIDGE_STATE}\'',
+        )
         landed = rows[0]["count"] if rows else 0
         diagnostics = await home.api.rest(
             "GET", f"/api/diagnostics/config_entry/{home.entry_id}"
