@@ -36,8 +36,22 @@ KINDS = ("baseline", "builtin", "ingestor")
 LAG_KINDS = ("baseline", "listener", "builtin", "ingestor")
 LATENCY_RATES = (100, 1000, 5000)
 V2_EVENTS = 100_000
+# The backfill section's history: states the recorder holds (200 entities, 7
+# days), enough that a backfill outlasts its live window.
+BACKFILL_STATES = 300_000
+BACKFILL_RATES = (100, 1000)
 # What ``--only`` can pick, in the order a full run measures them.
-SECTIONS = ("cpu", "lag", "latency", "memory", "outage", "spool", "v2", "soak")
+SECTIONS = (
+    "cpu",
+    "lag",
+    "latency",
+    "memory",
+    "outage",
+    "spool",
+    "v2",
+    "backfill",
+    "soak",
+)
 
 # Targets (issue 13, "Measure what a user sees").
 CPU_RATIO = 0.30
@@ -375,6 +389,61 @@ def run_v2(rounds: int) -> dict[str, Any]:
     return {"v2": results}
 
 
+def run_backfill(rounds: int, seconds: float) -> dict[str, Any]:
+    """Live latency without and with a backfill running, one process a round."""
+    keys = (
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "max_ms",
+        "backfilled_points",
+        "backfill_points_per_s",
+    )
+    runs = [
+        scenario(
+            "backfill_latency",
+            "ingestor",
+            f"--events={BACKFILL_STATES}",
+            f"--seconds={seconds}",
+        )
+        for _ in range(rounds)
+    ]
+    windows: dict[str, dict[str, Any]] = {
+        key: {
+            name: median([run["windows"][key][name] for run in runs]) for name in keys
+        }
+        for key in runs[0]["windows"]
+    }
+    for rate in BACKFILL_RATES:
+        during = [run["windows"][f"{rate}_backfill"] for run in runs]
+        # Rounds in which the backfill was running from the window's start to its
+        # end (cancelled then), not finished inside it.
+        windows[f"{rate}_backfill"]["backfill_whole_window"] = sum(
+            window["backfill_running_at_start"]
+            and window["backfill_ended_after_s"] is None
+            for window in during
+        )
+        for key in (f"{rate}_alone", f"{rate}_backfill"):
+            windows[key]["stored_all"] = all(
+                run["windows"][key]["stored_all"] for run in runs
+            )
+            windows[key]["p99_per_round"] = [
+                run["windows"][key]["p99_ms"] for run in runs
+            ]
+    return {
+        "backfill": {
+            "rounds": rounds,
+            "seconds": seconds,
+            "history_states": median([run["history_states"] for run in runs]),
+            "windows": windows,
+            "alone_points": median([run["backfill_alone"]["points"] for run in runs]),
+            "alone_points_per_s": median(
+                [run["backfill_alone"]["points_per_s"] for run in runs]
+            ),
+        }
+    }
+
+
 def run_soak(soak_minutes: float) -> dict[str, Any]:
     if soak_minutes <= 0:
         return {}
@@ -407,6 +476,7 @@ def run(
         "outage": lambda: run_outage(args.outage_seconds),
         "spool": lambda: run_spool(args.rounds),
         "v2": lambda: run_v2(args.rounds),
+        "backfill": lambda: run_backfill(args.rounds, args.seconds),
         "soak": lambda: run_soak(args.soak_minutes),
     }
     for section in sections:
@@ -856,6 +926,121 @@ Verdict: {_soak_back_text(soak)}; {_soak_flat_text(soak)}.
 """
 
 
+def _backfill_misses(backfill: dict[str, Any]) -> list[str]:
+    """What keeps live points from keeping their latency while a backfill runs:
+    at each rate, the latency targets, every live point stored, and the backfill
+    running through the whole window."""
+    misses = []
+    for rate in BACKFILL_RATES:
+        during = backfill["windows"][f"{rate}_backfill"]
+        if during["p50_ms"] > LATENCY_P50_MS:
+            misses.append(
+                f"p50 {during['p50_ms']:.1f} ms at {rate:,}/s (target {LATENCY_P50_MS})"
+            )
+        if during["p99_ms"] > LATENCY_P99_MS:
+            misses.append(
+                f"p99 {during['p99_ms']:.1f} ms at {rate:,}/s (target {LATENCY_P99_MS})"
+            )
+        if not during["stored_all"]:
+            misses.append(f"live points lost at {rate:,}/s")
+        if during["backfill_whole_window"] != backfill["rounds"]:
+            misses.append(
+                f"the backfill ran through {during['backfill_whole_window']} of "
+                f"{backfill['rounds']} windows at {rate:,}/s"
+            )
+    return misses
+
+
+def _backfill(results: dict[str, Any]) -> str:
+    """The backfill and live latency section, once measured."""
+    backfill = results.get("backfill")
+    if not backfill:
+        return ""
+    windows = backfill["windows"]
+
+    def quantiles(key: str) -> str:
+        return " / ".join(
+            f"{windows[key][name]:.1f}" for name in ("p50_ms", "p95_ms", "p99_ms")
+        )
+
+    rows = []
+    for rate in BACKFILL_RATES:
+        during = windows[f"{rate}_backfill"]
+        rows.append(
+            f"| {rate:,} | {quantiles(f'{rate}_alone')} | "
+            f"{quantiles(f'{rate}_backfill')} | "
+            f"{during['backfilled_points']:,.0f} ({during['backfill_points_per_s']:,.0f}"
+            f"/s) | {during['backfill_whole_window']} of {backfill['rounds']} |"
+        )
+    changes = ", ".join(
+        f"{windows[f'{rate}_backfill']['p99_ms'] - windows[f'{rate}_alone']['p99_ms']:+.1f}"
+        f" ms at {rate:,}/s"
+        for rate in BACKFILL_RATES
+    )
+    per_round = "; ".join(
+        f"{rate:,}/s: "
+        + ", ".join(
+            f"{alone:.1f} → {during:.1f}"
+            for alone, during in zip(
+                windows[f"{rate}_alone"]["p99_per_round"],
+                windows[f"{rate}_backfill"]["p99_per_round"],
+                strict=True,
+            )
+        )
+        for rate in BACKFILL_RATES
+    )
+    misses = _backfill_misses(backfill)
+    over = [
+        f"{sum(p99 > LATENCY_P99_MS for p99 in windows[key]['p99_per_round'])} of "
+        f"{backfill['rounds']} rounds at {rate:,}/s"
+        for rate in BACKFILL_RATES
+        for key in [f"{rate}_backfill"]
+        if any(p99 > LATENCY_P99_MS for p99 in windows[key]["p99_per_round"])
+    ]
+    if over:
+        changes += (
+            f" (medians; the p99 with the backfill was over {LATENCY_P99_MS} ms in "
+            f"{' and '.join(over)})"
+        )
+    verdict = (
+        f"**missed** — with a backfill running: {'; '.join(misses)}; p99 moved "
+        f"{changes} against the same process without it"
+        if misses
+        else "met — live points keep their latency while a backfill runs (p50 ≤ "
+        f"{LATENCY_P50_MS} ms and p99 ≤ {LATENCY_P99_MS} ms at each rate, every "
+        f"live point stored, the backfill running through every window); p99 "
+        f"moved {changes}"
+    )
+    return f"""## Backfill and live latency
+
+Does a backfill starve live capture? Home Assistant's recorder on a SQLite file
+holds {backfill["history_states"]:,.0f} states of 200 other sensors, spread over
+the 7 days before the run (written with `hass.states.async_set(...,
+timestamp=...)` and committed before HA Ingestor is set up). Then, at each rate,
+{backfill["seconds"]:g} s of live events without a backfill, and
+{backfill["seconds"]:g} s with `ha_ingestor.backfill` over those 7 days running
+(started without waiting for it, its first points written before the live events
+start, cancelled when the window ends). The writer is wrapped as in the latency
+rows; the live points are the meters' state changes (the backfilled ones are
+days old). Default options; the recorder records the live events too, in both
+windows. One process a round, medians of {backfill["rounds"]} rounds.
+
+| live events/s | live p50 / p95 / p99 without backfill (ms) | with backfill (ms) | backfilled points written during the window (points/s) | backfill running the whole window |
+|---|---|---|---|---|
+{chr(10).join(rows)}
+
+Live p99 per round, without → with the backfill: {per_round}. With a backfill
+running, the live p50 falls: the backfill flushes the pipeline after each batch
+it hands over, and the live points queued by then ride along instead of waiting
+for the next batch. The backfill alone (no live events, to its end) wrote
+{backfill["alone_points"]:,.0f} points in
+{backfill["alone_points"] / backfill["alone_points_per_s"]:.1f} s, {backfill["alone_points_per_s"]:,.0f} points/s.
+
+Verdict: {verdict}.
+
+"""
+
+
 def _rounds(values: list[float], spec: str = ".1f") -> str:
     return ", ".join(f"{value:{spec}}" for value in values)
 
@@ -995,6 +1180,7 @@ SECTION_NAMES = {
     "outage": "outage rows",
     "spool": "spool and replay rows",
     "v2": "2.x entry row",
+    "backfill": "backfill and live latency section",
     "soak": "soak",
 }
 
@@ -1004,12 +1190,17 @@ def _partial(results: dict[str, Any]) -> str:
     partial = results.get("partial")
     if not partial:
         return ""
-    names = [SECTION_NAMES[section] for section in partial["sections"]]
+    notes = []
+    # Earlier ``--only`` runs whose sections this one did not measure again.
+    for update in [*results.get("earlier_partials", []), partial]:
+        names = [SECTION_NAMES[section] for section in update["sections"]]
+        notes.append(
+            f"Updated on {update['generated']} UTC by `{update['command']}`: the "
+            f"{'; the '.join(names)} measured again in {update['rounds']} "
+            f"interleaved rounds ({update['minutes']:.0f} minutes)"
+        )
     return (
-        f"\n\nUpdated on {partial['generated']} UTC by `{partial['command']}`: the "
-        f"{'; the '.join(names)} measured again in {partial['rounds']} interleaved "
-        f"rounds ({partial['minutes']:.0f} minutes); everything else is from the "
-        "full run above."
+        "\n\n" + ".\n\n".join(notes) + "; everything else is from the full run above."
     )
 
 
@@ -1275,7 +1466,7 @@ git worktree remove --force /tmp/ha_before
 ## JSON sinks
 
 {_sinks(results)}{_before_after(results)}
-## Soak
+{_backfill(results)}## Soak
 
 {_soak(results)}
 ## Targets missed, by how much, and why
@@ -1294,7 +1485,8 @@ the other figures, `--before COMMIT` adds an older commit's HA Ingestor to those
 rounds; one measurement alone is
 `.venv-bench/bin/python benchmarks/scenario.py MODE KIND`, e.g. `latency ingestor
 --rate 1000 --seconds 10`, `soak ingestor --minutes 15 --rate 1000`, `v2 ingestor
---events 100000`, `throughput ingestor_webhook`.
+--events 100000`, `throughput ingestor_webhook`, `backfill_latency ingestor
+--events 300000` (`--only backfill` renders its section).
 
 Raw results (medians, and the ratios of each round):
 
@@ -1388,6 +1580,15 @@ def main() -> None:
         if partial:
             measured.pop("rounds")
             results = {**earlier, **measured}
+            # Earlier --only runs stay credited for what was not measured again.
+            results["earlier_partials"] = [
+                update
+                for update in [
+                    *earlier.get("earlier_partials", []),
+                    *([earlier["partial"]] if "partial" in earlier else []),
+                ]
+                if not set(update["sections"]) <= set(sections)
+            ]
             results["partial"] = {
                 "sections": list(sections),
                 "rounds": args.rounds,

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 import copy
 import ctypes
 import ctypes.util
+from datetime import UTC, datetime
 import gc
 import json
 import logging
@@ -979,6 +980,239 @@ async def mode_v2(
     }
 
 
+HISTORY_ENTITIES = 200
+HISTORY_DAYS = 7
+BACKFILL_RATES = (100, 1000)
+
+
+async def record_history(
+    hass: HomeAssistant, states: int, end: float
+) -> tuple[float, float]:
+    """Home Assistant's recorder on a SQLite file, and ``states`` past states of
+    ``HISTORY_ENTITIES`` temperature sensors (not the live meters) spread evenly
+    over the ``HISTORY_DAYS`` days before ``end`` (unix time), committed. Returns
+    the history's first and last timestamps."""
+    from homeassistant.helpers.recorder import (
+        async_initialize_recorder,
+        get_instance,
+    )
+    from homeassistant.setup import async_setup_component
+
+    # What bootstrap does before any integration loads.
+    async_initialize_recorder(hass)
+    db = Path(hass.config.config_dir, "home.db")
+    assert await async_setup_component(
+        hass,
+        "recorder",
+        {"recorder": {"db_url": f"sqlite:///{db}", "commit_interval": 1}},
+    )
+    await hass.async_block_till_done()
+    instance = get_instance(hass)
+    assert await instance.async_db_ready
+    per_entity = states // HISTORY_ENTITIES
+    start = end - HISTORY_DAYS * 86400
+    step = (end - start) / per_entity
+    ids = [f"sensor.history_{n}" for n in range(HISTORY_ENTITIES)]
+    attributes = [
+        {
+            "unit_of_measurement": "°C",
+            "device_class": "temperature",
+            "state_class": "measurement",
+            "friendly_name": f"History {n}",
+        }
+        for n in range(HISTORY_ENTITIES)
+    ]
+    for number in range(per_entity):
+        moment = start + number * step
+        for index, entity_id in enumerate(ids):
+            # The timestamp is the state's last_updated, as the recorder stores it.
+            hass.states.async_set(
+                entity_id,
+                str((number * 7 + index) % 400 / 10),
+                attributes[index],
+                timestamp=moment + index / 1000,
+            )
+        # 10,000 at a time: the recorder's queue has a limit.
+        if number % 50 == 49:
+            await hass.async_block_till_done()
+            await instance.async_block_till_done()
+    await hass.async_block_till_done()
+    await instance.async_block_till_done()
+    return start, start + (per_entity - 1) * step + HISTORY_ENTITIES / 1000
+
+
+async def recorded_states(hass: HomeAssistant) -> int:
+    """How many states of the history the recorder's database holds."""
+    from homeassistant.helpers.recorder import get_instance, session_scope
+    from sqlalchemy import text
+
+    def count() -> int:
+        with session_scope(hass=hass, read_only=True) as session:
+            return int(
+                session.execute(
+                    text(
+                        "SELECT count(*) FROM states JOIN states_meta USING "
+                        "(metadata_id) WHERE states_meta.entity_id LIKE 'sensor.history_%'"
+                    )
+                ).scalar_one()
+            )
+
+    return await get_instance(hass).async_add_executor_job(count)
+
+
+class Window:
+    """One stretch of live events: the age of each live point when its write
+    returned (live points are newer than ``since_ns``; backfilled ones are days
+    old), and the backfilled points whose writes returned while it was open."""
+
+    def __init__(self) -> None:
+        self.since_ns = time.time_ns()
+        self.ages: list[float] = []
+        self.backfilled = 0
+        self.open = True
+
+
+async def mode_backfill_latency(
+    hass: HomeAssistant,
+    args: argparse.Namespace,
+    server: InfluxDB1Server,
+    ids: list[str],
+) -> dict[str, Any]:
+    """Live latency (event time → write confirmed, as in the latency mode) for
+    ``seconds`` at each of BACKFILL_RATES events/s, first without and then with
+    ``ha_ingestor.backfill`` running over ``events`` states the recorder holds
+    (7 days of 200 entities); that backfill is cancelled when its window ends.
+    Last, the same backfill alone to its end, for its rate without live events.
+
+    Live points are the meters' state changes, newer than the window's start;
+    the backfill's are days old."""
+    assert args.kind == "ingestor", "the backfill is HA Ingestor's"
+    began = time.monotonic()
+    first, last = await record_history(hass, args.events, time.time() - 600)
+    history_s = time.monotonic() - began
+    recorded = await recorded_states(hass)
+    entry = await setup_integration(hass, "ingestor", server, {})
+    assert entry is not None
+    backfill = entry.runtime_data.backfill
+    # Everything the backfill writes is at most as new as the history's last state.
+    cutoff_ns = int((last + 1) * 1e9)
+    window: Window | None = None
+    backfilled = asyncio.Event()
+    writer = entry.runtime_data.writer
+    original = writer.async_write
+
+    async def timed(body: bytes) -> None:
+        await original(body)
+        now = time.time_ns()
+        lines = [line for line in body.split(b"\n") if line]
+        stamps = [int(line.rsplit(b" ", 1)[1]) for line in lines]
+        old = sum(1 for stamp in stamps if stamp < cutoff_ns)
+        if old:
+            backfilled.set()
+        if window is not None:
+            # The benchmark's own state changes: HA Ingestor's health entities
+            # and its topology points (every entity, once after setup) are new
+            # too, but come and go.
+            since = window.since_ns
+            window.ages.extend(
+                (now - stamp) / 1e9
+                for line, stamp in zip(lines, stamps, strict=True)
+                if stamp >= since
+                and line.startswith(b"sensor,")
+                and b"entity_id=sensor.power_" in line
+            )
+            if window.open:
+                window.backfilled += old
+
+    writer.async_write = timed
+    target = InfluxTarget(server)
+    period = {
+        "start": datetime.fromtimestamp(first - 1, UTC),
+        "end": datetime.fromtimestamp(last + 1, UTC),
+    }
+    fired = 0
+
+    async def measure_window(rate: int, with_backfill: bool) -> dict[str, Any]:
+        nonlocal window, fired
+        if with_backfill:
+            backfilled.clear()
+            await hass.services.async_call(DOMAIN, "backfill", period, blocking=True)
+            # Running, and its first points written, before live events start.
+            await asyncio.wait_for(backfilled.wait(), timeout=120)
+        await settle(hass)
+        window = current = Window()
+        running_at_start = backfill.running
+        ended_after: float | None = None
+        first_fired = fired
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < args.seconds:
+            due = first_fired + int(elapsed * rate)
+            fire(hass, ids, fired, due - fired)
+            fired = due
+            if with_backfill and ended_after is None and not backfill.running:
+                ended_after = elapsed
+            await asyncio.sleep(0.005)
+        seconds = time.monotonic() - start
+        current.open = False
+        cancelled = False
+        if backfill.running:
+            await hass.services.async_call(DOMAIN, "cancel_backfill", {}, blocking=True)
+            cancelled = True
+        stored, _ = await target.wait_for(fired, timeout=60)
+        window = None
+        quantiles = statistics.quantiles(current.ages, n=100)
+        return {
+            "p50_ms": quantiles[49] * 1000,
+            "p95_ms": quantiles[94] * 1000,
+            "p99_ms": quantiles[98] * 1000,
+            "max_ms": max(current.ages) * 1000,
+            "live_measured": len(current.ages),
+            "live_fired": fired - first_fired,
+            "stored_all": stored == fired,
+            "backfilled_points": current.backfilled,
+            "backfill_points_per_s": current.backfilled / seconds,
+            **(
+                {
+                    "backfill_running_at_start": running_at_start,
+                    # The backfill ran the whole window unless it ended inside.
+                    "backfill_ended_after_s": ended_after,
+                    "backfill_cancelled_at_end": cancelled,
+                }
+                if with_backfill
+                else {}
+            ),
+        }
+
+    windows: dict[str, dict[str, Any]] = {}
+    for rate in BACKFILL_RATES:
+        for with_backfill in (False, True):
+            key = f"{rate}_{'backfill' if with_backfill else 'alone'}"
+            windows[key] = await measure_window(rate, with_backfill)
+    # The whole backfill, no live events: its rate on its own.
+    await settle(hass)
+    began = time.monotonic()
+    response = await hass.services.async_call(
+        DOMAIN, "backfill", period, blocking=True, return_response=True
+    )
+    alone_s = time.monotonic() - began
+    assert response is not None
+    backfilled_by_entry: Any = response["backfilled"]
+    totals: dict[str, Any] = next(iter(backfilled_by_entry.values()))
+    return {
+        "history_states": recorded,
+        "history_write_s": history_s,
+        "rates": list(BACKFILL_RATES),
+        "seconds": args.seconds,
+        "windows": windows,
+        "backfill_alone": {
+            "points": totals["points_written"],
+            "status": totals["status"],
+            "seconds": alone_s,
+            "points_per_s": totals["points_written"] / alone_s,
+        },
+    }
+
+
 type Mode = Callable[
     [HomeAssistant, argparse.Namespace, Any, list[str]], Awaitable[dict[str, Any]]
 ]
@@ -991,6 +1225,7 @@ MODES: dict[str, Mode] = {
     "spool": mode_spool,
     "soak": mode_soak,
     "v2": mode_v2,
+    "backfill_latency": mode_backfill_latency,
 }
 
 
