@@ -55,12 +55,12 @@ CHUNK_STATES: Final = 10_000
 QUERY_MARGIN: Final = timedelta(milliseconds=1)
 # Seconds between progress updates of the health entities.
 PROGRESS_INTERVAL: Final = 1.0
-# The recorder's history has no context; add_state writes an empty context id,
-# which is left out so that a backfill over points captured live keeps theirs
-# (InfluxDB merges the fields of a point written again).
+# The recorder's history has no real context (it gives every state the same
+# made-up one): states get an empty context, whose id add_state leaves out, so a
+# backfill over points captured live keeps theirs (InfluxDB merges the fields of
+# a point written again).
 _NO_CONTEXT: Final = Context()
 _NO_CONTEXT.id = ""
-_EMPTY_CONTEXT_FIELD: Final = ',context_id=""'
 
 
 class BackfillStatus(StrEnum):
@@ -355,12 +355,7 @@ class Backfill:
 
         def add(series_key: str, shared: str, own: str) -> None:
             nonlocal added
-            fields, _, time = own.rpartition(" ")
-            add_point(
-                series_key,
-                shared,
-                f"{fields.removesuffix(_EMPTY_CONTEXT_FIELD)} {time}",
-            )
+            add_point(series_key, shared, own)
             added += 1
 
         for index in range(0, len(states), self._batch_size):

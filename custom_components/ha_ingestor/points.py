@@ -175,7 +175,7 @@ class PointBuilder:
         # Home Assistant's context ids are ULIDs: nothing to escape or cut.
         if len(context_id) <= 64 and context_id.isalnum():
             own = f'{own},context_id="{context_id}"'
-        else:
+        elif context_id:  # none for states the recorder gives back (backfill)
             own = f"{own},context_id={string(context_id)}"
         if parent_id := context.parent_id:
             own += f",parent_context_id={string(parent_id)}"
