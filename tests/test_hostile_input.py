@@ -81,7 +81,9 @@ async def test_hostile_states_events_and_payloads_all_land(
     for number, (state, attributes, payload) in enumerate(examples):
         hass.states.async_set(f"sensor.hostile_{number}", state, attributes)
         hass.bus.async_fire("hostile", {"attributes": attributes, "state": state})
-        line = builder.mqtt_line(f"hostile/{number}", payload, 1_700_000_000.0 + number)
+        line, _ = builder.mqtt_line(
+            f"hostile/{number}", payload, 1_700_000_000.0 + number
+        )
         assert line is not None
         pipeline.add(line)
     await hass.async_block_till_done()

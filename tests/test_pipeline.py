@@ -734,7 +734,7 @@ async def test_odd_values_and_payloads_are_stored_sensibly(
     hass.states.async_remove("sensor.gone")
     hass.bus.async_fire("odd", {"thing": complex(1, 2)})
     builder = entry.runtime_data.capture._builder
-    line = builder.mqtt_line("t/list", b'[1, true, {"a": 2.5}, "x"]', 1.0)
+    line, _ = builder.mqtt_line("t/list", b'[1, true, {"a": 2.5}, "x"]', 1.0)
     assert line is not None
     entry.runtime_data.pipeline.add(line)
     await _flush(hass, entry)

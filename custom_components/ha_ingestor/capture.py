@@ -245,7 +245,7 @@ class Capture:
             ):
                 self._stats.deduplicated += 1
                 return
-            line = self._builder.mqtt_line(
+            line, text = self._builder.mqtt_line(
                 message.topic, message.payload, now, retained=retained
             )
         except Exception as err:
@@ -255,12 +255,7 @@ class Capture:
             return
         self._pipeline.add(line)
         try:
-            recorded = MqttMessage(
-                message.topic,
-                self._builder.payload_text(message.payload),
-                now,
-                retained,
-            )
+            recorded = MqttMessage(message.topic, text, now, retained)
             self._remember(recorded)
             if self._sinks.active:
                 self._sinks.mqtt(recorded)

@@ -281,10 +281,11 @@ class PointBuilder:
         payload: bytes | bytearray | str,
         timestamp: float,
         retained: bool = False,
-    ) -> str | None:
+    ) -> tuple[str | None, str]:
         """An ``mqtt`` point: the payload text, its number, and a JSON object's
         numeric leaves as dotted float fields; tagged ``retained=true`` when it is
-        the broker's stored copy."""
+        the broker's stored copy. Returned with the payload text as recorded
+        (privacy applied, truncated), which the JSON sinks reuse."""
         text = _decode(payload)
         fields: dict[str, Any] = {}
         value = number(text)
@@ -298,7 +299,7 @@ class PointBuilder:
             text = text[: self._options.mqtt_max_payload]
             self._stats.mqtt_payloads_truncated += 1
         fields["payload"] = text
-        return self._encoder.line(
+        line = self._encoder.line(
             self._encoder.series_key(
                 MQTT_MEASUREMENT,
                 {"topic": topic, "retained": "true" if retained else None},
@@ -306,13 +307,7 @@ class PointBuilder:
             self._encoder.fields(fields),
             round(timestamp * 1_000_000) * 1000,
         )
-
-    def payload_text(self, payload: bytes | bytearray | str) -> str:
-        """An MQTT payload's text as recorded: privacy applied, truncated."""
-        text = _decode(payload)
-        if text[:1] in ("{", "["):
-            text = self.scrub_json(text)[0]
-        return text[: self._options.mqtt_max_payload]
+        return line, text
 
     def scrub_json(self, text: str) -> tuple[str, Any]:
         """A JSON payload's text and decoded value without what privacy hides
