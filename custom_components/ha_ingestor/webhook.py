@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ssl
 import time
 from typing import Final
 
@@ -20,8 +19,7 @@ import aiohttp
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from .const import WRITE_TIMEOUT
-from .writer import CannotConnect, InfluxWriter, SslError, parse_url, write_error
+from .writer import HttpWriter, parse_url
 
 SIGNATURE_HEADER: Final = "X-HA-Ingestor-Signature"
 
@@ -40,7 +38,7 @@ def json_array(body: bytes) -> bytes:
     return b"[" + body.rstrip(b"\n").replace(b"\n", b",") + b"]"
 
 
-class WebhookWriter(InfluxWriter):
+class WebhookWriter(HttpWriter):
     """POSTs signed batches to the user's webhook with HA's shared session.
 
     An empty body (the pipeline's connection probe) is sent as ``[]``. The
@@ -56,29 +54,16 @@ class WebhookWriter(InfluxWriter):
         url: str,
         secret: str,
     ) -> None:
-        super().__init__(hass)
-        self._session = session
-        self._url = url
+        super().__init__(
+            hass, session, url, {}, {"Content-Type": "application/json"}, True
+        )
         self._secret = secret
-        self._timeout = aiohttp.ClientTimeout(total=WRITE_TIMEOUT)
 
-    async def _async_post(self, body: bytes, encoding: str | None) -> None:
+    def _request(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """The batch as a JSON array, signed at this attempt's time."""
         payload = json_array(body) if body else b"[]"
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: signature(self._secret, int(time.time()), payload),
-        }
-        try:
-            async with self._session.post(
-                self._url, data=payload, headers=headers, timeout=self._timeout
-            ) as response:
-                answer = await response.read()
-                if response.status >= 300:
-                    raise write_error(response.status, answer, response.headers)
-        except (aiohttp.ClientSSLError, ssl.SSLError) as err:
-            raise SslError(f"TLS error: {type(err).__name__}") from err
-        except (aiohttp.ClientError, TimeoutError) as err:
-            raise CannotConnect(f"cannot reach webhook: {type(err).__name__}") from err
+        stamp = signature(self._secret, int(time.time()), payload)
+        return payload, self._headers | {SIGNATURE_HEADER: stamp}
 
 
 def create_webhook_writer(hass: HomeAssistant, url: str, secret: str) -> WebhookWriter:

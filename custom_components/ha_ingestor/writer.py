@@ -228,7 +228,7 @@ class InfluxWriter(ABC):
         """Release connections this writer owns."""
 
 
-class _HttpWriter(InfluxWriter):
+class HttpWriter(InfluxWriter):
     """Writes with Home Assistant's shared aiohttp session."""
 
     def __init__(
@@ -248,8 +248,12 @@ class _HttpWriter(InfluxWriter):
         self._ssl = ssl_setting
         self._timeout = aiohttp.ClientTimeout(total=WRITE_TIMEOUT)
 
+    def _request(self, body: bytes) -> tuple[bytes, dict[str, str]]:
+        """The body and headers to send for a body (a hook for other formats)."""
+        return body, self._headers
+
     async def _async_post(self, body: bytes, encoding: str | None) -> None:
-        headers = self._headers
+        body, headers = self._request(body)
         if encoding:
             headers = headers | {"Content-Encoding": encoding}
         try:
@@ -299,14 +303,14 @@ async def async_create_writer(
             headers["Authorization"] = "Basic " + base64.b64encode(
                 credentials.encode()
             ).decode("ascii")
-        return _HttpWriter(
+        return HttpWriter(
             hass, session, str(url / "write"), params, headers, ssl_setting
         )
 
     if api_version == API_V2:
         # The documented 2.x write API; InfluxDB 3 and Cloud accept it too.
         headers["Authorization"] = f"Token {data[CONF_TOKEN]}"
-        return _HttpWriter(
+        return HttpWriter(
             hass,
             session,
             str(url / "api" / "v2" / "write"),
@@ -321,7 +325,7 @@ async def async_create_writer(
 
     params = {"db": data[CONF_DATABASE], "precision": "nanosecond"}
     headers["Authorization"] = f"Bearer {data[CONF_TOKEN]}"
-    return _HttpWriter(
+    return HttpWriter(
         hass,
         session,
         str(url / "api" / "v3" / "write_lp"),
