@@ -78,12 +78,12 @@ class JsonSinks:
     def state(self, state: State) -> None:
         """A recorded state change."""
         enriched = self.events.state(state)
-        self._send(
-            enriched,
-            state.entity_id,
-            "state_changed",
-            self.events.area_id(state.entity_id, state.attributes),
+        area_id = (
+            self.events.area_id(state.entity_id, state.attributes)
+            if self.stream.subscribers
+            else None
         )
+        self._send(enriched, state.entity_id, "state_changed", area_id)
 
     @callback
     def bus_event(self, event: Event[Any]) -> None:
